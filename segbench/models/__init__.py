@@ -1,0 +1,37 @@
+"""Model building: ``build_model(name, num_classes=..., **options)``.
+
+Names resolve through the torch-free catalog (:mod:`segbench.models.catalog`);
+an import path ``package.module:factory`` builds a user's own model. Every
+model returns ``{"out": logits}`` at input resolution (plus ``"aux"`` while
+training with an aux head), the structure torchvision's segmentation models use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from segbench.models.catalog import ModelEntry, entries, get_entry, is_import_path, load_object
+
+__all__ = ["ModelEntry", "build_model", "entries", "get_entry", "resolve_options"]
+
+
+def resolve_options(name: str, options: dict[str, Any], where: str = "") -> dict[str, Any]:
+    """The full option dict a job will build with (defaults filled in)."""
+    if is_import_path(name):
+        return dict(options)
+    return get_entry(name).resolve(options, where)
+
+
+def build_model(name: str, num_classes: int, **options: Any) -> Any:
+    """Build a catalogued model or an import-path factory; returns an ``nn.Module``."""
+    import torch.nn as nn  # lazy: the catalog itself stays torch-free
+
+    if is_import_path(name):
+        factory = load_object(name)
+        model = factory(num_classes=num_classes, **options)
+    else:
+        entry = get_entry(name)
+        model = entry.load_builder()(num_classes=num_classes, **entry.resolve(options))
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model '{name}' built a {type(model).__name__}, not a torch.nn.Module")
+    return model

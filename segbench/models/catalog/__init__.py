@@ -1,0 +1,184 @@
+"""The model catalog: every model's name, options and defaults, without torch.
+
+Why a catalog apart from the builders: ``segbench list models`` and suite
+validation (``--dry-run``, "did you mean") must be instant, so what a model
+*accepts* is declared here in plain Python, and the builder that imports torch
+is named by an import path and loaded only when a job builds the model.
+
+Each family declares its entries in a small torch-free module of this package
+(``ENTRIES = [ModelEntry(...)]``). Third-party packages add entries through the
+``segbench.models`` entry-point group (the entry point loads a ``ModelEntry`` or
+a factory callable), and a suite may name any factory as ``package.module:factory``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+from segbench.errors import UserError, did_you_mean
+
+_FAMILY_MODULES = ("pspnet", "deeplab", "fcn", "unet", "cgnet", "torchvision_zoo")
+ENTRY_POINT_GROUP = "segbench.models"
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One ablation factor of a model.
+
+    ``choices`` restricts the values; ``kind`` is the expected Python type name
+    ("int", "float", "bool", "str", "list[int]", "path", ...), used for
+    validation and shown by ``segbench list models``.
+    """
+
+    name: str
+    default: Any
+    help: str
+    kind: str = "any"
+    choices: tuple[Any, ...] | None = None
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A model family as the papers name it.
+
+    ``builder`` is ``"module:function"``; the function is called as
+    ``builder(num_classes=..., **options)`` with every option resolved to its
+    default and returns an ``nn.Module`` whose ``forward`` returns
+    ``{"out": logits}`` (plus ``"aux"`` while training with an aux head).
+    """
+
+    name: str
+    builder: str
+    summary: str
+    paper: str = ""
+    options: tuple[OptionSpec, ...] = ()
+    params_note: str = ""
+    aliases: tuple[str, ...] = field(default=())
+    open_options: bool = False  # plugin factories: options are the factory's own kwargs
+
+    def option(self, name: str) -> OptionSpec:
+        for spec in self.options:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+    def resolve(self, options: Mapping[str, Any], where: str = "") -> dict[str, Any]:
+        """Defaults filled in; unknown names and out-of-choice values are UserErrors."""
+        known = {spec.name: spec for spec in self.options}
+        prefix = f"{where}: " if where else ""
+        if self.open_options:
+            return dict(options)
+        for key, value in options.items():
+            if key not in known:
+                raise UserError(
+                    f"{prefix}model '{self.name}' has no option '{key}'{did_you_mean(key, known)}; "
+                    f"options: {', '.join(known) or '(none)'}"
+                )
+            spec = known[key]
+            if spec.choices is not None and _freeze(value) not in spec.choices:
+                raise UserError(
+                    f"{prefix}model '{self.name}' option '{key}' = {value!r} is not one of "
+                    f"{', '.join(repr(c) for c in spec.choices)}"
+                )
+        resolved = {spec.name: spec.default for spec in self.options}
+        resolved.update(options)
+        return resolved
+
+    def load_builder(self) -> Callable[..., Any]:
+        return load_object(self.builder)
+
+
+def _freeze(value: Any) -> Any:
+    return tuple(_freeze(v) for v in value) if isinstance(value, list | tuple) else value
+
+
+def load_object(path: str) -> Any:
+    """Import ``package.module:attribute``; errors say what was tried."""
+    module_name, _, attr = path.partition(":")
+    if not module_name or not attr:
+        raise UserError(f"'{path}' is not an import path of the form package.module:factory")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UserError(f"cannot import '{module_name}' for '{path}': {exc}") from None
+    try:
+        obj = module
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except AttributeError:
+        names = [n for n in dir(module) if not n.startswith("_")]
+        raise UserError(f"module '{module_name}' has no '{attr}'{did_you_mean(attr, names)}") from None
+    return obj
+
+
+_registry: dict[str, ModelEntry] | None = None
+
+
+def register(entry: ModelEntry) -> ModelEntry:
+    """Add an entry at run time (tests, notebooks); a name can be taken once."""
+    reg = _entries()
+    if entry.name in reg:
+        raise ValueError(f"model '{entry.name}' is already registered")
+    reg[entry.name] = entry
+    return entry
+
+
+def _entries() -> dict[str, ModelEntry]:
+    global _registry
+    if _registry is None:
+        reg: dict[str, ModelEntry] = {}
+        for family in _FAMILY_MODULES:
+            module = importlib.import_module(f"{__name__}.{family}")
+            for entry in module.ENTRIES:
+                reg[entry.name] = entry
+        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            reg.setdefault(ep.name, _entry_from_entry_point(ep))
+        _registry = reg
+    return _registry
+
+
+def _entry_from_entry_point(ep: metadata.EntryPoint) -> ModelEntry:
+    # A plugin may publish a ready ModelEntry, or just a factory; a factory's
+    # options are whatever keyword arguments it takes (validated when built).
+    return ModelEntry(
+        name=ep.name,
+        builder=ep.value,
+        summary=f"plugin model from entry point {ep.value}",
+        open_options=True,
+    )
+
+
+def is_import_path(name: str) -> bool:
+    return ":" in name
+
+
+def entries() -> list[ModelEntry]:
+    """All catalogued models, by name."""
+    return sorted(_entries().values(), key=lambda e: e.name)
+
+
+def get_entry(name: str) -> ModelEntry:
+    """The entry for a registered name, or a UserError with a suggestion."""
+    reg = _entries()
+    if name in reg:
+        entry = reg[name]
+        if entry.open_options:
+            obj = load_object(entry.builder)
+            if isinstance(obj, ModelEntry):
+                reg[name] = obj
+                return obj
+        return entry
+    for entry in reg.values():
+        if name in entry.aliases:
+            return entry
+    raise UserError(f"unknown model '{name}'{did_you_mean(name, reg)}; `segbench list models` lists them")
+
+
+def reload() -> None:
+    """Forget the cached registry (entry points are read again on next use)."""
+    global _registry
+    _registry = None
