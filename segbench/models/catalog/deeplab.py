@@ -1,0 +1,126 @@
+"""Catalog entries of DeepLab v3 and v3+, torch-free.
+
+The options are the factors of the papers' ablations: output stride (v3 Table 1,
+v3+ Table 3), Multi-Grid (v3 Table 3), ASPP rates and image pooling (v3 Table 5),
+and for v3+ the decoder (Table 3), the low-level projection width (Table 1), the
+decoder's conv structure and taps (Table 2) and separable convs (Table 5).
+"""
+
+from __future__ import annotations
+
+from segbench.models.backbones import BACKBONES
+from segbench.models.catalog import ModelEntry, OptionSpec
+
+_PAPER_V3 = "Chen, Papandreou, Schroff, Adam. Rethinking Atrous Convolution for Semantic Image Segmentation (arXiv 1706.05587)"
+_PAPER_V3PLUS = (
+    "Chen, Zhu, Papandreou, Schroff, Adam. Encoder-Decoder with Atrous Separable Convolution for "
+    "Semantic Image Segmentation. ECCV 2018 (arXiv 1802.02611)"
+)
+
+
+def _encoder_options() -> tuple[OptionSpec, ...]:
+    return (
+        OptionSpec(
+            "backbone",
+            "resnet101",
+            "feature extractor (the papers: resnet101; v3+ also xception65, mobilenet_v2)",
+            "str",
+            BACKBONES,
+        ),
+        OptionSpec(
+            "output_stride",
+            16,
+            "backbone stride; at eval time, eval.output_stride switches a trained model (train 16, eval 8)",
+            "int",
+            (8, 16, 32),
+        ),
+        OptionSpec(
+            "aspp_rates",
+            [6, 12, 18],
+            "atrous rates of the ASPP 3x3 branches at output stride 16 (doubled at 8, halved at 32)",
+            "list[int]",
+        ),
+        OptionSpec("image_pooling", True, "ASPP's image-level (global average pooling) branch", "bool"),
+        OptionSpec(
+            "multi_grid",
+            None,
+            "unit rates of the last block (ResNet layer4, Xception exit flow), e.g. [1, 2, 4]; "
+            "None = (1, 2, 4) for ResNets (v3's default), none for other backbones",
+            "list[int]",
+        ),
+    )
+
+
+def _common_options() -> tuple[OptionSpec, ...]:
+    return (
+        OptionSpec(
+            "aux", False, "auxiliary head on the stride-16 stage (3x3 conv 256, training only)", "bool"
+        ),
+        OptionSpec(
+            "deep_stem",
+            None,
+            "ResNet stem: True = three 3x3 convs (PSPNet's / TF's resnet_v1_beta), False or None = torchvision's 7x7",
+            "bool",
+            (None, True, False),
+        ),
+        OptionSpec("width", 1.0, "channel multiplier of backbone and heads (1.0 = the paper)", "float"),
+        OptionSpec(
+            "weights",
+            None,
+            "local state-dict file: the whole model (keys 'backbone.*', ...) or the backbone alone "
+            "(e.g. torchvision ImageNet names); nothing downloads",
+            "path",
+        ),
+    )
+
+
+ENTRIES: list[ModelEntry] = [
+    ModelEntry(
+        name="deeplabv3",
+        builder="segbench.models.deeplab:build_deeplabv3",
+        summary="DeepLab v3: dilated backbone + ASPP with image pooling, bilinear upsampling of the logits",
+        paper=_PAPER_V3,
+        options=_encoder_options() + _common_options(),
+        params_note=(
+            "ResNet-101, 21 classes: 58,040,661 parameters; with aux 60,405,866 = torchvision's "
+            "deeplabv3_resnet101 (60,996,202) less its extra 3x3 conv + BN after ASPP"
+        ),
+    ),
+    ModelEntry(
+        name="deeplabv3plus",
+        builder="segbench.models.deeplab:build_deeplabv3plus",
+        summary="DeepLab v3+: DeepLab v3 encoder + decoder over stride-4 low-level features",
+        paper=_PAPER_V3PLUS,
+        options=_encoder_options()
+        + (
+            OptionSpec(
+                "decoder", True, "the decoder; False = bilinear upsampling of the logits (DeepLab v3)", "bool"
+            ),
+            OptionSpec(
+                "low_level_channels", 48, "width of the 1x1 projection of low-level features (Table 1)", "int"
+            ),
+            OptionSpec(
+                "decoder_convs",
+                "3x3_256x2",
+                "refinement after the concatenation, KxK_C[xN] = N convs KxK, C wide (Table 2): "
+                "3x3_256x2, 3x3_256, 3x3_256x3, 3x3_128, 1x1_256",
+                "str",
+            ),
+            OptionSpec(
+                "low_level",
+                "conv2",
+                "decoder taps: conv2 (stride 4) or conv2+conv3 (stride 8 then 4, refined at each)",
+                "str",
+                ("conv2", "conv2+conv3"),
+            ),
+            OptionSpec(
+                "separable",
+                False,
+                "depthwise-separable convs in ASPP and decoder (Table 5's SC)",
+                "bool",
+            ),
+        )
+        + _common_options(),
+        params_note="ResNet-101, 21 classes: 59,344,309 parameters; Xception-65 with separable convs: 41,055,413",
+    ),
+]
