@@ -1,0 +1,211 @@
+"""Evaluation of a trained model: mIoU and friends at the label map's resolution.
+
+Evaluation-only factors (scales, flip, sliding window, output stride) never touch
+the weights: a model that can run at another output stride is switched with
+``set_output_stride`` for the evaluation and switched back afterwards, which is
+DeepLab v3+'s "train at OS 16, evaluate at OS 8" (Table 3).
+
+All counts accumulate on the device; the host reads them once at the end.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+from segbench.config import EvalSettings
+from segbench.engine.inference import check_sliding_window, predict_log_probs
+from segbench.engine.metrics import ConfusionMatrix, ForegroundMetrics, boundary_band, label_map
+from segbench.errors import UserError
+
+Sample = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+@dataclass
+class EvalResult:
+    """Metrics are fractions in [0, 1] (``val_loss`` in nats per labelled pixel).
+
+    ``trimap`` maps a band width in px to the mIoU inside that band;
+    ``samples`` holds ``(image uint8 [H, W, 3], ground truth [H, W], prediction [H, W])``
+    of the first images, at the label map's resolution, for a report picture.
+    """
+
+    metrics: dict[str, float]
+    per_class_iou: list[float]
+    trimap: dict[int, float]
+    seconds: float
+    images_per_s: float
+    images: int
+    samples: list[Sample] = field(default_factory=list)
+
+
+@contextmanager
+def output_stride(model: nn.Module, stride: int | None) -> Iterator[None]:
+    """Run the body with ``model`` at ``stride`` (None: unchanged); restore the original stride."""
+    if stride is None:
+        yield
+        return
+    if not callable(getattr(model, "set_output_stride", None)):
+        raise UserError(
+            f"eval.output_stride={stride}: {type(model).__name__} cannot change its output stride "
+            "(it has no set_output_stride); leave eval.output_stride unset for this model"
+        )
+    original = model.output_stride
+    model.set_output_stride(stride)
+    try:
+        yield
+    finally:
+        model.set_output_stride(original)
+
+
+def _batches(dataset: Dataset, count: int, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+    """Consecutive samples stacked up to ``batch_size``; a size change starts a new batch."""
+    images: list[Tensor] = []
+    masks: list[Tensor] = []
+    for index in range(count):
+        image, mask = dataset[index][:2]
+        if images and (image.shape != images[0].shape or mask.shape != masks[0].shape):
+            yield torch.stack(images), torch.stack(masks)
+            images, masks = [], []
+        images.append(image)
+        masks.append(mask)
+        if len(images) == batch_size:
+            yield torch.stack(images), torch.stack(masks)
+            images, masks = [], []
+    if images:
+        yield torch.stack(images), torch.stack(masks)
+
+
+def _display_image(image: Tensor, size: tuple[int, int]) -> np.ndarray:
+    """A normalised ``[3, H, W]`` image as ``uint8 [h, w, 3]`` at the mask's size (per-image min-max)."""
+    image = image.float()
+    if tuple(image.shape[-2:]) != size:
+        image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
+    lo, hi = image.min(), image.max()
+    scaled = (image - lo) / (hi - lo).clamp_min(1e-12) * 255.0
+    return scaled.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+class _Scores:
+    """Every count an evaluation needs, accumulated on the device batch by batch."""
+
+    def __init__(self, num_classes: int, ignore_index: int, widths: tuple[int, ...], device: torch.device):
+        self.ignore_index = ignore_index
+        self.confusion = ConfusionMatrix(num_classes, ignore_index, device)
+        self.foreground = ForegroundMetrics(0.5, ignore_index, device) if num_classes == 2 else None
+        self.bands = {w: ConfusionMatrix(num_classes, ignore_index, device) for w in widths}
+        self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        self.labelled = torch.zeros((), dtype=torch.int64, device=device)
+
+    def update(self, log_probs: Tensor, pred: Tensor, masks: Tensor) -> None:
+        self.confusion.update(pred, masks)  # first: it validates the labels
+        self.loss_sum += F.nll_loss(log_probs, masks, ignore_index=self.ignore_index, reduction="sum")
+        self.labelled += (masks != self.ignore_index).sum()
+        if self.foreground is not None:
+            self.foreground.update(log_probs[:, 1].exp(), masks)
+        for width, band_confusion in self.bands.items():
+            in_band = boundary_band(masks, width, self.ignore_index)
+            band_confusion.update(pred, torch.where(in_band, masks, self.ignore_index))
+
+    def metrics(self) -> tuple[dict[str, float], list[float], dict[int, float]]:
+        """``(metrics, per_class_iou, trimap)`` as :class:`EvalResult` holds them."""
+        scores = self.confusion.compute()
+        pixels = int(self.labelled)
+        metrics = {
+            "mIoU": scores["mIoU"],
+            "pixel_acc": scores["pixel_acc"],
+            "mean_acc": scores["mean_acc"],
+            "fwIoU": scores["fwIoU"],
+            "mean_f1": scores["mean_f1"],
+            "val_loss": float(self.loss_sum) / pixels if pixels else math.nan,
+        }
+        if self.foreground is not None:
+            metrics.update(self.foreground.compute())
+        trimap = {w: m.compute()["mIoU"] for w, m in self.bands.items()}
+        return metrics, scores["per_class_iou"], trimap
+
+
+def _evaluation_size(dataset: Dataset, settings: EvalSettings) -> int:
+    """How many images to evaluate; rejects settings that cannot work before any inference."""
+    for width in settings.trimap_widths:
+        if width < 1:
+            raise UserError(f"eval.trimap_widths: a band width is >= 1 px, got {width}")
+    if settings.sliding_window is not None:
+        check_sliding_window(settings.sliding_window.crop, settings.sliding_window.stride)
+    count = len(dataset)  # type: ignore[arg-type]
+    if settings.max_samples is not None:
+        count = min(count, settings.max_samples)
+    if count == 0:
+        raise UserError("the evaluation set is empty")
+    return count
+
+
+def evaluate(
+    model: nn.Module,
+    dataset: Dataset,
+    num_classes: int,
+    settings: EvalSettings,
+    *,
+    device: torch.device | str = "cpu",
+    ignore_index: int = 255,
+    num_samples: int = 3,
+) -> EvalResult:
+    """Evaluate ``model`` on ``dataset`` (``(image [3,H,W], mask [h,w])`` samples).
+
+    Predictions are made at the image's resolution (per ``settings``: scales,
+    flip, sliding window, output stride) and compared at the mask's resolution.
+    For ``num_classes == 2`` the foreground metrics at probability 0.5 are added.
+    The model's train/eval mode and output stride are restored afterwards.
+    """
+    device = torch.device(device)
+    count = _evaluation_size(dataset, settings)
+    scores = _Scores(num_classes, ignore_index, tuple(settings.trimap_widths), device)
+    samples: list[Sample] = []
+    was_training = model.training
+    model.to(device)
+    model.eval()
+    began = time.perf_counter()
+    try:
+        with output_stride(model, settings.output_stride), torch.inference_mode():
+            for images_cpu, masks_cpu in _batches(dataset, count, settings.batch_size):
+                images = images_cpu.to(device, non_blocking=True)
+                masks = masks_cpu.to(device, non_blocking=True).long()
+                log_probs = predict_log_probs(
+                    model,
+                    images,
+                    masks.shape[-2:],
+                    scales=settings.scales,
+                    flip=settings.flip,
+                    sliding_window=settings.sliding_window,
+                )
+                pred = label_map(log_probs)
+                scores.update(log_probs, pred, masks)
+                size = (int(masks.shape[-2]), int(masks.shape[-1]))
+                for i in range(min(num_samples - len(samples), len(images))):
+                    samples.append(
+                        (_display_image(images[i], size), masks[i].cpu().numpy(), pred[i].cpu().numpy())
+                    )
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    finally:
+        model.train(was_training)
+    seconds = time.perf_counter() - began
+    metrics, per_class_iou, trimap = scores.metrics()
+    return EvalResult(
+        metrics=metrics,
+        per_class_iou=per_class_iou,
+        trimap=trimap,
+        seconds=seconds,
+        images_per_s=count / seconds if seconds > 0 else math.nan,
+        images=count,
+        samples=samples,
+    )
