@@ -1,0 +1,206 @@
+"""Peak memory of one inference or one training step.
+
+What ``MemoryStats.peak_bytes`` means: how far memory rose above what was
+already resident (the model's weights and buffers, the input batch and, for a
+training step, the optimizer state) while the step ran — activations,
+gradients, workspaces and temporaries. ``resident_bytes`` is that baseline,
+counted exactly from the tensors, so ``resident_bytes + peak_bytes`` is what
+the step needs in all. One unmeasured step runs first, so one-time
+initialisation (cuDNN autotuning, oneDNN kernel generation, optimizer state)
+is not counted as the step's cost.
+
+* CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``,
+  minus ``memory_allocated`` before the step. Tensor memory only: the caching
+  allocator's reserve and the CUDA context are not included.
+* CPU: growth of the process's resident set size. The kernel's high-water mark
+  (``VmHWM``) is reset through ``/proc/self/clear_refs`` (Linux) and freed heap
+  memory is first handed back with ``malloc_trim`` (glibc), so memory that an
+  earlier run freed but kept cannot silently absorb this step's allocations.
+  The kernel counts RSS in pages through per-CPU counters, so the number is
+  good to a few hundred KiB; it counts everything the process allocates
+  meanwhile, so other threads of the same process must be idle (the runner
+  holds the device exclusively while measuring). On a system without
+  ``clear_refs`` the measurement is refused rather than guessed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import gc
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from segbench.errors import UserError
+from segbench.measure.device import cudnn_benchmark, on_device, preserved_rng, resolve_device
+from segbench.measure.prepare import example_input, prepared_model
+from segbench.measure.shapes import validate_input_shape
+
+_STATUS = Path("/proc/self/status")
+_CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+@dataclass(frozen=True)
+class MemoryStats:
+    """Peak memory of one step above the resident baseline (see the module docstring)."""
+
+    peak_bytes: int
+    resident_bytes: int
+    device: str
+    train_step: bool
+    input_shape: tuple[int, int, int, int]
+    method: str
+    #: CUDA only: ``max_memory_allocated`` during the step, weights included
+    peak_allocated_bytes: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["input_shape"] = list(self.input_shape)
+        return out
+
+
+def measure_memory(
+    model: nn.Module, input_shape: Sequence[int], device: str = "cpu", *, train_step: bool = False
+) -> MemoryStats:
+    """Peak memory of one forward pass (inference) or one SGD training step of a batch of ``input_shape``.
+
+    Inference runs in eval mode under ``torch.inference_mode()``. A training
+    step (forward in train mode, cross-entropy on every output, backward, SGD
+    with momentum as the train loop uses) runs on a private copy, so the
+    model's weights and BatchNorm statistics are untouched.
+    """
+    shape = validate_input_shape(input_shape)
+    dev = resolve_device(device)
+    if dev.type == "cpu":
+        _check_rss_reset()
+    with (
+        on_device(dev),
+        cudnn_benchmark(dev),
+        preserved_rng(dev),
+        prepared_model(model, dev, private_copy=train_step) as net,
+    ):
+        batch = example_input(shape, dev)
+        step, optimizer = _training_step(net, batch) if train_step else (_inference_step(net, batch), None)
+        step()  # unmeasured: one-time initialisation, optimizer state
+        resident = _tensor_bytes(net, batch, optimizer)
+        if dev.type == "cuda":
+            peak, peak_allocated = _cuda_peak(step, dev)
+            method = "cuda_max_memory_allocated"
+        else:
+            peak, peak_allocated = _rss_peak(step), None
+            method = "rss_high_water_mark"
+    return MemoryStats(
+        peak_bytes=peak,
+        resident_bytes=resident,
+        device=str(dev),
+        train_step=train_step,
+        input_shape=shape,
+        method=method,
+        peak_allocated_bytes=peak_allocated,
+    )
+
+
+def _inference_step(net: nn.Module, batch: torch.Tensor) -> Callable[[], None]:
+    net.eval()
+
+    def step() -> None:
+        with torch.inference_mode():
+            net(batch)
+
+    return step
+
+
+def _training_step(net: nn.Module, batch: torch.Tensor) -> tuple[Callable[[], None], torch.optim.Optimizer]:
+    net.train()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+
+    def step() -> None:
+        try:
+            outputs = net(batch)
+        except ValueError as exc:
+            if "Expected more than 1 value per channel" not in str(exc):
+                raise
+            raise UserError(
+                f"measure_memory(train_step=True): {type(net).__name__} cannot take a training step at "
+                f"batch size {batch.shape[0]}: {exc}. Measure the training step at batch size ≥ 2."
+            ) from exc
+        loss = sum(_segmentation_loss(logits) for logits in _logits(outputs))
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step, optimizer
+
+
+def _logits(outputs: Any) -> list[torch.Tensor]:
+    if not isinstance(outputs, Mapping) or "out" not in outputs:
+        raise UserError(
+            f"the model returned {type(outputs).__name__}; segbench models return a dict {{'out': logits}}"
+        )
+    return [value for value in outputs.values() if isinstance(value, torch.Tensor)]
+
+
+def _segmentation_loss(logits: torch.Tensor) -> torch.Tensor:
+    # The loss value is irrelevant; its graph (softmax over classes per pixel) is what training allocates.
+    target = torch.zeros((logits.shape[0], *logits.shape[2:]), dtype=torch.long, device=logits.device)
+    return F.cross_entropy(logits.float(), target)
+
+
+def _tensor_bytes(net: nn.Module, batch: torch.Tensor, optimizer: torch.optim.Optimizer | None) -> int:
+    tensors = [*net.parameters(), *net.buffers(), batch]
+    if optimizer is not None:
+        tensors += [v for state in optimizer.state.values() for v in state.values() if torch.is_tensor(v)]
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def _cuda_peak(step: Callable[[], None], device: torch.device) -> tuple[int, int]:
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    step()
+    torch.cuda.synchronize(device)
+    peak = torch.cuda.max_memory_allocated(device)
+    return peak - before, peak
+
+
+def _rss_peak(step: Callable[[], None]) -> int:
+    gc.collect()
+    _malloc_trim()
+    _CLEAR_REFS.write_text("5")  # reset VmHWM to the current resident set size
+    before = _status_kib("VmRSS")
+    step()
+    return max(_status_kib("VmHWM") - before, 0) * 1024
+
+
+def _check_rss_reset() -> None:
+    try:
+        _CLEAR_REFS.write_text("5")
+        _status_kib("VmHWM")
+    except (OSError, ValueError) as exc:
+        raise UserError(
+            "measure_memory on CPU needs Linux's /proc/self/clear_refs to reset the peak resident set "
+            f"size, which is not usable here ({exc}); turn memory measurement off (measure.memory: false)"
+        ) from exc
+
+
+def _status_kib(field: str) -> int:
+    match = re.search(rf"^{field}:\s+(\d+) kB", _STATUS.read_text(), re.MULTILINE)
+    if match is None:
+        raise ValueError(f"{_STATUS} has no {field} line")
+    return int(match.group(1))
+
+
+def _malloc_trim() -> None:
+    """Return freed heap pages to the OS (glibc); a no-op where malloc_trim does not exist."""
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name) if name else None
+    trim = getattr(libc, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
