@@ -39,7 +39,9 @@ class TrainSettings(_Strict):
     weight_decay: float = Field(1e-4, ge=0)
     poly_power: float = 0.9
     warmup_iters: int = Field(0, ge=0)
-    aux_weight: float | None = Field(0.4, ge=0, description="weight α of the auxiliary loss; None = no aux loss")
+    aux_weight: float | None = Field(
+        0.4, ge=0, description="weight α of the auxiliary loss; None = no aux loss"
+    )
     amp: Literal["off", "fp16", "bf16"] = "off"
     channels_last: bool = False
     deterministic: bool = True
@@ -133,6 +135,9 @@ class ReportSettings(_Strict):
     columns: list[str] | None = Field(None, description="metric columns, in order")
     labels: dict[str, str] = Field(default_factory=dict)
     baseline: dict[str, Any] | None = Field(None, description="factor values of the Δ baseline row")
+    delta: list[str] | None = Field(
+        None, description="metrics compared with the baseline; default: the first"
+    )
     caption: str | None = None
 
 
@@ -175,6 +180,8 @@ class LoadedSuite(BaseModel):
 
     def line_of(self, loc: tuple[Any, ...]) -> int | None:
         """The 1-based line of the deepest YAML node on ``loc`` that exists."""
+        if len(loc) > 1 and loc[0] == "variants" and ("variants", 0) not in self.lines:
+            loc = ("variants", *loc[2:])  # a single block written as a mapping, not a list
         return _line_of(self.lines, loc)
 
     def error(self, loc: tuple[Any, ...], message: str) -> UserError:
