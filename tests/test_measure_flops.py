@@ -169,6 +169,15 @@ def test_operators_fvcore_cannot_count_are_listed_not_dropped() -> None:
     assert json.loads(json.dumps(counts.to_dict()))["uncounted"] == counts.uncounted
 
 
+def test_eval_mode_dropout_is_free_not_uncounted() -> None:
+    """PSPNet's head has Dropout2d: the identity at inference, so neither a cost nor a gap."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.Dropout2d(0.1), nn.Dropout(0.1), nn.AlphaDropout(0.1))
+    model.train()  # the caller's mode must not matter
+    counts = count_flops(model, (1, 3, 8, 8))
+    assert counts.uncounted == {}
+    assert counts.macs == 4 * 3 * 8 * 8
+
+
 class MatmulNet(nn.Module):
     """Linear, matmul, einsum and a transposed conv: all multiply-adds."""
 

@@ -167,8 +167,15 @@ def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
     return max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5))
 
 
+#: dropout variants fvcore does not list as free; identities in eval mode
+_EVAL_DROPOUT_OPS = ("aten::feature_dropout", "aten::alpha_dropout", "aten::feature_alpha_dropout")
+
+
 def _trace(model: nn.Module, example: torch.Tensor) -> _Trace:
     analysis = FlopCountAnalysis(model, (example,))
+    # Dropout layers are traced in eval mode (see aux.py), where they are the identity: free,
+    # like fvcore's own ignored ``aten::dropout``, not "uncounted".
+    analysis.set_op_handle(**dict.fromkeys(_EVAL_DROPOUT_OPS))
     analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_JIT_DEPRECATION, category=FutureWarning)
