@@ -1,0 +1,1 @@
+"""The results store: schema, database access, provenance and recording."""

@@ -1,0 +1,163 @@
+"""The results database schema (SQLAlchemy 2.0 typed ORM).
+
+Runs hold provenance (suite text, git state of segbench and of the suite's
+repository, versions); jobs hold one experiment each; metrics hold one number
+each, with its unit, its stage and, where it was measured repeatedly, the raw
+samples. A (job, metric name) pair is unique: a recorded value is never
+silently overwritten — a re-measurement is a new job.
+
+Changing this file means adding an Alembic revision under ``migrations/versions``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+JOB_STATUSES = ("pending", "running", "done", "failed", "cached", "interrupted")
+RUN_STATUSES = ("running", "done", "failed", "interrupted")
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Hardware(Base):
+    """A machine identity; timings are only comparable within one ``key``."""
+
+    __tablename__ = "hardware"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(32), unique=True)
+    cpu_model: Mapped[str | None] = mapped_column(String(200))
+    cpu_cores: Mapped[int | None] = mapped_column(Integer)
+    gpu_name: Mapped[str | None] = mapped_column(String(200))
+    gpu_memory_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    identity: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class Run(Base):
+    """One invocation of ``segbench run`` on one suite."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uid: Mapped[str] = mapped_column(String(36), unique=True)
+    suite_name: Mapped[str] = mapped_column(String(200), index=True)
+    suite_path: Mapped[str] = mapped_column(Text)
+    suite_text: Mapped[str] = mapped_column(Text)
+    suite_sha: Mapped[str] = mapped_column(String(64))
+    suite_commit: Mapped[str | None] = mapped_column(String(64), index=True)
+    suite_branch: Mapped[str | None] = mapped_column(String(200))
+    suite_dirty: Mapped[bool | None]
+    segbench_commit: Mapped[str | None] = mapped_column(String(64), index=True)
+    segbench_branch: Mapped[str | None] = mapped_column(String(200))
+    segbench_dirty: Mapped[bool | None]
+    code_id: Mapped[str] = mapped_column(String(64), index=True)
+    host: Mapped[str] = mapped_column(String(200))
+    segbench_version: Mapped[str] = mapped_column(String(40))
+    torch_version: Mapped[str | None] = mapped_column(String(80))
+    cuda_version: Mapped[str | None] = mapped_column(String(40))
+    cudnn_version: Mapped[str | None] = mapped_column(String(40))
+    python_version: Mapped[str] = mapped_column(String(40))
+    command: Mapped[str] = mapped_column(Text)
+    environment: Mapped[dict[str, Any]] = mapped_column(JSON)
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    status: Mapped[str] = mapped_column(String(16))
+
+    jobs: Mapped[list[Job]] = relationship(back_populates="run", order_by="Job.id")
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (UniqueConstraint("run_id", "job_key"), Index("ix_jobs_key_status", "job_key", "status"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    job_key: Mapped[str] = mapped_column(String(32))
+    train_key: Mapped[str] = mapped_column(String(32))
+    position: Mapped[int] = mapped_column(Integer)
+    label: Mapped[str] = mapped_column(Text)
+    model: Mapped[str] = mapped_column(String(300))
+    model_label: Mapped[str] = mapped_column(String(300))
+    dataset: Mapped[str] = mapped_column(String(200))
+    dataset_label: Mapped[str] = mapped_column(String(200))
+    block: Mapped[str | None] = mapped_column(String(200))
+    variant: Mapped[str | None] = mapped_column(String(200))
+    seed: Mapped[int] = mapped_column(Integer)
+    factors: Mapped[dict[str, Any]] = mapped_column(JSON)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    source_job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
+    error: Mapped[str | None] = mapped_column(Text)
+    traceback: Mapped[str | None] = mapped_column(Text)
+    device: Mapped[str | None] = mapped_column(String(64))
+    hardware_id: Mapped[int | None] = mapped_column(ForeignKey("hardware.id"))
+    stage_seconds: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+    run: Mapped[Run] = relationship(back_populates="jobs")
+    hardware: Mapped[Hardware | None] = relationship()
+    metrics: Mapped[list[Metric]] = relationship(back_populates="job", order_by="Metric.id")
+    series: Mapped[list[Series]] = relationship(order_by="Series.id")
+    artifacts: Mapped[list[Artifact]] = relationship(order_by="Artifact.id")
+
+
+class Metric(Base):
+    """One number. ``samples`` keeps repeated measurements (latency) or a vector (per-class IoU)."""
+
+    __tablename__ = "metrics"
+    __table_args__ = (UniqueConstraint("job_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    stage: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(100), index=True)
+    value: Mapped[float | None] = mapped_column(Float)
+    unit: Mapped[str] = mapped_column(String(32))
+    samples: Mapped[list[Any] | None] = mapped_column(JSON)
+    extra: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    job: Mapped[Job] = relationship(back_populates="metrics")
+
+
+class Series(Base):
+    """A curve over training iterations (loss, learning rate), for plots."""
+
+    __tablename__ = "series"
+    __table_args__ = (UniqueConstraint("job_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    steps: Mapped[list[Any]] = mapped_column(JSON)
+    values: Mapped[list[Any]] = mapped_column(JSON)
+
+
+class Artifact(Base):
+    """Small binary results (sample-prediction PNGs) that reports embed."""
+
+    __tablename__ = "artifacts"
+    __table_args__ = (UniqueConstraint("job_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    media_type: Mapped[str] = mapped_column(String(64))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
