@@ -1,0 +1,298 @@
+"""The ``segbench`` command line.
+
+Thin on purpose: each command parses its options and calls the module that does
+the work. Heavy imports (torch, pandas, SQLAlchemy, pydantic) happen inside the
+commands, so ``segbench --help``, ``list`` and ``report`` never import torch.
+Bad input exits with code 2 and a message that says what and where.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    name="segbench",
+    help="Benchmark and ablation harness for semantic-segmentation models, with a results database.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", help="SQLAlchemy URL; default $SEGBENCH_DB, else sqlite:///results/segbench.db"),
+]
+
+
+class ReportFormat(str, Enum):
+    markdown = "markdown"
+    latex = "latex"
+    html = "html"
+    csv = "csv"
+    json = "json"
+
+
+class Rerun(str, Enum):
+    failed = "failed"
+    all = "all"
+
+
+class ListWhat(str, Enum):
+    models = "models"
+    datasets = "datasets"
+    suites = "suites"
+    runs = "runs"
+    jobs = "jobs"
+
+
+def _console(stderr: bool = False):  # type: ignore[no-untyped-def]
+    from rich.console import Console
+
+    return Console(stderr=stderr)
+
+
+@app.command()
+def run(
+    suite: Annotated[Path, typer.Argument(help="suite YAML file")],
+    db: DbOption = None,
+    devices: Annotated[str, typer.Option(help="auto | cpu | GPU indices like 0,1")] = "auto",
+    workers: Annotated[
+        int | None, typer.Option(help="CPU workers (they split the cores); one per GPU")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the expanded jobs and exit")] = False,
+    only: Annotated[
+        str | None, typer.Option(help="run only jobs whose label matches (glob or substring)")
+    ] = None,
+    rerun: Annotated[Rerun | None, typer.Option(help="re-run jobs already recorded at this commit")] = None,
+    workdir: Annotated[Path, typer.Option(help="checkpoints go under WORKDIR/checkpoints")] = Path("results"),
+    at: Annotated[
+        str | None,
+        typer.Option(help="run the suite as it is at each of these git revisions (REV1,REV2,…)"),
+    ] = None,
+) -> None:
+    """Expand a suite into jobs, run them on the available devices, record every number."""
+    from segbench.config import load_suite
+    from segbench.suite import expand, select
+
+    if at is not None:
+        _run_at(suite, at, db, devices, workers, only, rerun, workdir, dry_run)
+        return
+    loaded = load_suite(suite)
+    jobs = select(expand(loaded), only)
+    if not jobs:
+        raise _user_error(f"--only '{only}' matches none of the suite's jobs")
+    if dry_run:
+        _print_jobs(loaded.suite.name, jobs)
+        return
+    from segbench.runner.run import execute
+    from segbench.store.db import open_db
+
+    database = open_db(db)
+    summary = execute(
+        loaded,
+        jobs,
+        database,
+        devices=devices,
+        workers=workers,
+        rerun=rerun.value if rerun else "none",
+        workdir=workdir,
+    )
+    console = _console()
+    console.print(
+        f"run {summary.run_id}: {summary.ran} ran, {summary.cached} reused, {len(summary.failed)} failed "
+        f"in {summary.seconds:.1f}s → {database.display_url}"
+    )
+    if summary.interrupted:
+        console.print("[yellow]interrupted[/]: finished jobs are recorded; run again to resume the rest")
+        raise typer.Exit(130)
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+def _run_at(
+    suite: Path,
+    at: str,
+    db: str | None,
+    devices: str,
+    workers: int | None,
+    only: str | None,
+    rerun: Rerun | None,
+    workdir: Path,
+    dry_run: bool,
+) -> None:
+    """``run --at``: one ``segbench run`` per revision, in a temporary worktree, into one database."""
+    from segbench.regress.at import run_at_revisions, split_revisions
+    from segbench.store.db import resolve_url
+
+    if dry_run:
+        raise _user_error("--at runs the suite at other revisions; drop --dry-run, or drop --at to preview")
+    revisions = split_revisions(at)
+    extra = ["--devices", devices, "--workdir", str(workdir.resolve())]
+    if workers is not None:
+        extra += ["--workers", str(workers)]
+    if only is not None:
+        extra += ["--only", only]
+    if rerun is not None:
+        extra += ["--rerun", rerun.value]
+    run_ids = run_at_revisions(suite, revisions, extra, resolve_url(db))
+    _console().print(
+        "recorded " + ", ".join(f"run {rid} at {rev}" for rid, rev in zip(run_ids, revisions, strict=True))
+    )
+
+
+def _print_jobs(name: str, jobs: list) -> None:  # type: ignore[type-arg]
+    from rich.table import Table
+
+    from segbench.suite import varied_factors
+
+    factors = varied_factors(jobs)
+    table = Table(title=f"{name}: {len(jobs)} job(s)")
+    for col in ["#", "job key", "model", "dataset", *factors, "seed", "stages"]:
+        table.add_column(col, overflow="fold")
+    for i, job in enumerate(jobs):
+        table.add_row(
+            str(i),
+            job.job_key,
+            job.model_label,
+            job.dataset_label,
+            *(str(job.factors.get(f, "")) for f in factors),
+            str(job.seed),
+            ",".join(job.stages),
+        )
+    _console().print(table)
+
+
+@app.command()
+def report(
+    db: DbOption = None,
+    suite: Annotated[str | None, typer.Option(help="suite name (default: the latest run's)")] = None,
+    run: Annotated[str | None, typer.Option(help="run id, or 'latest'")] = None,
+    format: Annotated[ReportFormat, typer.Option("--format", "-f")] = ReportFormat.markdown,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="write to this file instead of stdout (html: default reports/<suite>.html)"),
+    ] = None,
+    pivot: Annotated[
+        str | None,
+        typer.Option(help="free-form view: these dimensions as rows, e.g. model,dataset (needs --metric)"),
+    ] = None,
+    metric: Annotated[str | None, typer.Option(help="with --pivot: the metric in the cells")] = None,
+    columns: Annotated[
+        str | None, typer.Option(help="with --pivot: dimensions spread across the columns")
+    ] = None,
+    plots: Annotated[
+        Path | None, typer.Option(help="also write the report's plots (PNG) into this folder")
+    ] = None,
+) -> None:
+    """Render the paper-style table of a run from the database (or a free-form --pivot view)."""
+    from segbench.report.query import load_report_data
+    from segbench.report.table import build_table
+    from segbench.store.db import open_db
+
+    if pivot is None and (metric is not None or columns is not None):
+        raise _user_error("--metric and --columns go with --pivot, e.g. --pivot model,dataset --metric mIoU")
+    database = open_db(db, create=False)
+    data = load_report_data(database, suite=suite, run=run)
+    if pivot is not None:
+        from segbench.report.pivot import pivot_table
+
+        if metric is None:
+            raise _user_error("--pivot needs --metric, e.g. --pivot model,dataset --metric mIoU")
+        text = pivot_table(data, _names(pivot), metric, _names(columns) if columns else None, format.value)
+        _emit(text, out)
+        return
+    table = build_table(data)
+    if plots is not None:
+        from segbench.report.plots import write_plots
+
+        written = write_plots(database, data, table, plots)
+        _console(stderr=True).print(f"wrote {len(written)} plot(s) to {plots}")
+    if format is ReportFormat.html:
+        from segbench.report.html import render_html
+
+        target = out or Path("reports") / f"{data.run.suite_name}.html"
+        _emit(render_html(database, data, table), target)
+        return
+    from segbench.report.render import RENDERERS
+
+    _emit(RENDERERS[format.value](table), out)
+
+
+def _names(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _emit(text: str, out: Path | None) -> None:
+    if out is None:
+        sys.stdout.write(text)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    _console(stderr=True).print(f"wrote {out}")
+
+
+@app.command("list")
+def list_(
+    what: Annotated[ListWhat, typer.Argument(help="models | datasets | suites | runs | jobs")],
+    db: DbOption = None,
+    run: Annotated[str | None, typer.Option(help="for `jobs`: run id (default latest)")] = None,
+    suites_dir: Annotated[Path, typer.Option(help="for `suites`: where to look")] = Path("suites"),
+) -> None:
+    """What is there: models and datasets segbench knows, suites on disk, recorded runs and jobs."""
+    from segbench import listing
+
+    console = _console()
+    if what is ListWhat.models:
+        console.print(listing.models_table())
+    elif what is ListWhat.datasets:
+        console.print(listing.datasets_table())
+    elif what is ListWhat.suites:
+        console.print(listing.suites_table(suites_dir))
+    elif what is ListWhat.runs:
+        console.print(listing.runs_table(db))
+    else:
+        console.print(listing.jobs_table(db, run))
+
+
+@app.command()
+def show(
+    job_id: Annotated[int, typer.Argument(help="job id (see `segbench list jobs`)")],
+    db: DbOption = None,
+) -> None:
+    """Everything recorded about one job: config, provenance, every metric, errors."""
+    from segbench import listing
+
+    listing.show_job(_console(), db, job_id)
+
+
+def _user_error(message: str):  # type: ignore[no-untyped-def]
+    from segbench.errors import UserError
+
+    return UserError(message)
+
+
+def _mount_subapps() -> None:
+    from segbench.data.cli import app as datasets_app
+    from segbench.regress.cli import register
+
+    app.add_typer(datasets_app, name="datasets", help="Check a dataset tree on disk, or preview samples.")
+    register(app)
+
+
+_mount_subapps()
+
+
+def main() -> None:
+    """Entry point: user errors print one clear message and exit 2."""
+    from segbench.errors import UserError
+
+    try:
+        app()
+    except UserError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)

@@ -1,0 +1,271 @@
+"""A paper-style ablation table, independent of the output format.
+
+Rows are the suite's variants (seeds folded into mean ± std), grouped in the
+suite's blocks as the paper groups them; columns are the varied factors then
+the metrics with their units; the best value of each metric is marked, and a
+Δ column compares each row with the baseline row.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from segbench.config import ReportSettings, parse_suite
+from segbench.errors import UserError, did_you_mean
+from segbench.report.columns import DEFAULT_COLUMNS, MetricColumn, column
+from segbench.report.query import FACTOR_PREFIX, ReportData
+
+#: marks a value averaged over fewer seeds than the suite asked for
+PARTIAL_MARK = "†"
+
+
+@dataclass
+class Cell:
+    text: str
+    value: Any = None
+    best: bool = False
+    #: how many seeds the value averages (fewer than the row's seeds when some failed first)
+    n: int = 1
+
+
+@dataclass
+class Row:
+    factors: dict[str, Any]
+    cells: dict[str, Cell]
+    status: str
+    seeds: int
+    is_baseline: bool = False
+
+    def partial(self, cell: Cell) -> bool:
+        """The cell averages fewer seeds than the row ran (the others failed before that metric)."""
+        return cell.n < self.seeds
+
+
+@dataclass
+class Block:
+    name: str | None
+    rows: list[Row]
+
+
+@dataclass
+class Table:
+    title: str
+    caption: str
+    factor_columns: list[tuple[str, str]]  # (factor key, header)
+    metric_columns: list[MetricColumn]
+    delta_columns: list[MetricColumn]
+    blocks: list[Block]
+    notes: list[str] = field(default_factory=list)
+
+    def headers(self) -> list[str]:
+        return (
+            [h for _, h in self.factor_columns]
+            + [m.header for m in self.metric_columns]
+            + [f"Δ {m.header}" for m in self.delta_columns]
+        )
+
+    def records(self) -> list[dict[str, Any]]:
+        """Flat rows with raw values, for CSV/JSON exports."""
+        out = []
+        for block in self.blocks:
+            for row in block.rows:
+                rec: dict[str, Any] = {"block": block.name} if any(b.name for b in self.blocks) else {}
+                rec.update(row.factors)
+                for m in self.metric_columns:
+                    cell = row.cells.get(m.name)
+                    rec[m.name] = None if cell is None or cell.value is None else cell.value
+                    std = row.cells.get(m.name + ":std")
+                    if std is not None:
+                        rec[m.name + "_std"] = std.value
+                for m in self.delta_columns:
+                    cell = row.cells.get("Δ" + m.name)
+                    rec["delta_" + m.name] = None if cell is None else cell.value
+                rec["status"] = row.status
+                rec["seeds"] = row.seeds
+                out.append(rec)
+        return out
+
+
+def suite_report_settings(data: ReportData) -> ReportSettings:
+    """The report section of the suite text the run recorded (the suite as it was run)."""
+    try:
+        return parse_suite(data.run.suite_text, f"run {data.run.id}").suite.report
+    except UserError:
+        return ReportSettings()
+
+
+def build_table(data: ReportData, settings: ReportSettings | None = None) -> Table:
+    settings = settings or suite_report_settings(data)
+    jobs = data.jobs
+    if jobs.empty:
+        raise UserError(f"run {data.run.id} of '{data.run.suite_name}' has no jobs")
+    varied = data.factor_names()
+    factors = list(settings.rows) if settings.rows is not None else varied
+    for f in factors:
+        if f not in varied:
+            raise UserError(f"report.rows: '{f}' is not a factor of this suite{did_you_mean(f, varied)}")
+    # Several models or datasets in one suite: they are factors too.
+    extra = [c for c in ("model_label", "dataset_label") if jobs[c].nunique() > 1]
+    names = list(settings.columns) if settings.columns else [c for c in DEFAULT_COLUMNS if c in jobs.columns]
+    metrics = [column(n) for n in names]
+    delta_names = settings.delta if settings.delta is not None else ([metrics[0].name] if metrics else [])
+    deltas = [column(n) for n in delta_names]
+
+    group_keys = ["block", "variant", *extra, *(FACTOR_PREFIX + f for f in varied)]
+    blocks: dict[Any, list[Row]] = {}
+    for key, group in jobs.groupby(group_keys, dropna=False, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        meta = dict(zip(group_keys, key, strict=True))
+        row_factors: dict[str, Any] = {}
+        if "model_label" in extra:
+            row_factors["model"] = meta["model_label"]
+        if "dataset_label" in extra:
+            row_factors["dataset"] = meta["dataset_label"]
+        if _present(meta["variant"]):
+            row_factors["variant"] = meta["variant"]
+        row_factors.update({f: _present_or_none(meta.get(FACTOR_PREFIX + f)) for f in factors})
+        cells = {}
+        for m in metrics:
+            values = [v for v in group[m.name].tolist() if _present(v)] if m.name in group else []
+            if values:
+                mean = sum(values) / len(values)
+                cells[m.name] = Cell("", mean, n=len(values))
+                if len(values) > 1:
+                    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+                    cells[m.name + ":std"] = Cell("", std)
+        statuses = set(group["status"])
+        status = "done" if statuses == {"done"} else "/".join(sorted(statuses))
+        blocks.setdefault(meta["block"] if _present(meta["block"]) else None, []).append(
+            Row(row_factors, cells, status, seeds=len(group))
+        )
+    all_rows = [r for rows in blocks.values() for r in rows]
+    _mark_best(all_rows, metrics)
+    baseline = _find_baseline(all_rows, settings.baseline)
+    for row in all_rows:
+        for m in deltas:
+            if baseline is not None and m.name in row.cells and m.name in baseline.cells:
+                d = row.cells[m.name].value - baseline.cells[m.name].value
+                row.cells["Δ" + m.name] = Cell("", d)
+    factor_cols = [(k, k) for k in ("model", "dataset") if any(k in r.factors for r in all_rows)]
+    if any("variant" in r.factors for r in all_rows):
+        factor_cols.append(("variant", "variant"))
+    factor_cols += [(f, settings.labels.get(f, f)) for f in factors]
+    for row in all_rows:
+        _format(row, metrics, deltas)
+    title = data.run.suite_name
+    caption = _caption(data, metrics, settings)
+    notes = _notes(data, all_rows, metrics)
+    return Table(
+        title, caption, factor_cols, metrics, deltas, [Block(n, r) for n, r in blocks.items()], notes
+    )
+
+
+def _present_or_none(v: Any) -> Any:
+    return v if _present(v) else None
+
+
+def _present(v: Any) -> bool:
+    return v is not None and not (isinstance(v, float) and math.isnan(v))
+
+
+def _mark_best(rows: list[Row], metrics: list[MetricColumn]) -> None:
+    """Bold the best value as printed: rows that tie once rounded are all best, or none is."""
+    for m in metrics:
+        shown = {id(r): float(m.show(r.cells[m.name].value)) for r in rows if m.name in r.cells}
+        if len(shown) < 2 or len(set(shown.values())) < 2:
+            continue  # nothing to single out
+        best = max(shown.values()) if m.higher_is_better else min(shown.values())
+        for r in rows:
+            if shown.get(id(r)) == best:
+                r.cells[m.name].best = True
+
+
+def _find_baseline(rows: list[Row], wanted: dict[str, Any] | None) -> Row | None:
+    if not wanted:
+        return None
+    matches = [r for r in rows if all(_eq(r.factors.get(k), v) for k, v in wanted.items())]
+    if not matches:
+        raise UserError(f"report.baseline {wanted}: no row has these factor values")
+    matches[0].is_baseline = True
+    return matches[0]
+
+
+def _eq(a: Any, b: Any) -> bool:
+    if isinstance(a, tuple) or isinstance(b, list | tuple):
+        return list(a or []) == list(b or [])
+    return a == b
+
+
+def _format(row: Row, metrics: list[MetricColumn], deltas: list[MetricColumn]) -> None:
+    for m in metrics:
+        cell = row.cells.get(m.name)
+        if cell is None:
+            row.cells[m.name] = Cell("—" if row.status == "done" else row.status)
+            continue
+        std = row.cells.get(m.name + ":std")
+        # A spread that rounds to zero (params, FLOPs across seeds) says nothing: leave it out.
+        spread = f" ± {m.show(std.value)}" if std and float(m.show(std.value)) != 0 else ""
+        cell.text = m.show(cell.value) + spread + (PARTIAL_MARK if row.partial(cell) else "")
+    for m in deltas:
+        cell = row.cells.get("Δ" + m.name)
+        if row.is_baseline:
+            row.cells["Δ" + m.name] = Cell("baseline", 0.0)
+        elif cell is not None:
+            cell.text = f"{cell.value * m.scale:+.{m.digits}f}"
+        else:
+            row.cells["Δ" + m.name] = Cell("")
+
+
+def format_factor(value: Any) -> str:
+    """Booleans as ✓ / blank (as the papers print them); lists as a,b,c."""
+    if value is True:
+        return "✓"
+    if value is False or value is None:
+        return ""
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def _caption(data: ReportData, metrics: list[MetricColumn], settings: ReportSettings) -> str:
+    parts = [settings.caption] if settings.caption else []
+    try:
+        suite = parse_suite(data.run.suite_text, f"run {data.run.id}").suite
+        h, w = suite.measure.input_size
+        if {"complexity", "latency"} & set(suite.stages):
+            parts.append(f"Input {suite.measure.batch_size}×3×{h}×{w}.")
+    except UserError:
+        suite = None
+    for m in metrics:
+        if m.note:
+            parts.append(m.note + ".")
+    if any(m.name.startswith("latency") for m in metrics):
+        devices = sorted({d for d in data.jobs.get("device", pd.Series(dtype=object)).dropna()})
+        parts.append(f"Latency: median over timed iterations on {', '.join(devices) or 'the run device'}.")
+    commit = data.run.segbench_commit[:10] if data.run.segbench_commit else "no git"
+    parts.append(f"Run {data.run.id}, segbench {commit}{' (dirty tree)' if data.run.segbench_dirty else ''}.")
+    return " ".join(parts)
+
+
+def _notes(data: ReportData, rows: list[Row], metrics: list[MetricColumn]) -> list[str]:
+    notes = []
+    failed = data.jobs[data.jobs["status"] == "failed"]
+    for _, job in failed.iterrows():
+        notes.append(f"failed: {job['label']}: {job['error']}")
+    if any(r.seeds > 1 for r in rows):
+        notes.append("mean ± sample std over seeds.")
+    counts = sorted(
+        {
+            f"{r.cells[m.name].n} of {r.seeds}"
+            for r in rows
+            for m in metrics
+            if r.cells[m.name].value is not None and r.partial(r.cells[m.name])
+        }
+    )
+    if counts:
+        notes.append(f"{PARTIAL_MARK} mean over the seeds that got this far ({', '.join(counts)} seeds).")
+    return notes

@@ -1,0 +1,330 @@
+"""One job, start to finish, inside a worker process.
+
+build model → complexity → latency → train → evaluate, each stage timed. A
+stage that raises ends the job as failed with its traceback; the numbers of the
+stages before it are still returned, so a failed training keeps its FLOPs.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from segbench.config import EvalSettings, TrainSettings
+from segbench.runner.results import ArtifactValue, JobResult, SeriesValue
+from segbench.suite import JobSpec
+
+#: Callback the scheduler passes in: (stage, detail) for the live progress line.
+Report = Callable[[str, str], None]
+
+
+@dataclass(frozen=True)
+class JobContext:
+    device: str
+    checkpoint_dir: Path
+    #: held around the latency stage so it never shares its device with other work
+    exclusive: Callable[[], Any] = nullcontext
+    #: held around training/evaluation: shared with other workers, excluded by latency
+    shared: Callable[[], Any] = nullcontext
+
+
+def run_job(spec: JobSpec, ctx: JobContext, report: Report | None = None) -> JobResult:
+    """Run every stage of ``spec``; never raises for a job's own failure."""
+    from segbench.engine.reproducibility import seed_everything
+    from segbench.measure.hardware import hardware_identity, hardware_key
+
+    report = report or (lambda stage, detail: None)
+    result = JobResult(job_key=spec.job_key, ok=True, device=ctx.device)
+    identity = hardware_identity(ctx.device, threads=spec.measure.get("threads"))
+    result.hardware, result.hardware_key = identity, hardware_key(identity)
+    stage = "build"
+    try:
+        seed_everything(spec.seed)
+        with _timed(result, "build"):
+            report("build", spec.label)
+            model, num_classes = _build(spec)
+        for stage in ("complexity", "latency", "train", "eval"):
+            if stage not in spec.stages:
+                continue
+            report(stage, "")
+            with _timed(result, stage):
+                STAGES[stage](spec, ctx, model, num_classes, result, report)
+    except BaseException as exc:  # noqa: BLE001 - a job's failure is data, the suite goes on
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        result.ok = False
+        result.failed_stage = stage
+        result.error = f"{stage}: {type(exc).__name__}: {exc}"
+        result.traceback = traceback.format_exc()
+    return result
+
+
+@contextmanager
+def _timed(result: JobResult, stage: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        result.stage_seconds[stage] = round(time.perf_counter() - start, 4)
+
+
+def _build(spec: JobSpec) -> tuple[Any, int]:
+    from segbench.data.catalog import get_dataset_entry
+    from segbench.models import build_model
+
+    entry = get_dataset_entry(spec.dataset)
+    num_classes = entry.num_classes
+    if num_classes is None:  # e.g. a folder dataset whose class list lives in its root
+        num_classes = _val_dataset(spec).num_classes
+    model = build_model(spec.model, num_classes=num_classes, **spec.model_options)
+    return model, num_classes
+
+
+def _val_dataset(spec: JobSpec) -> Any:
+    from segbench.data import build_dataset
+
+    return build_dataset(spec.dataset, "val", root=spec.dataset_root, **spec.dataset_options)
+
+
+@contextmanager
+def _eval_output_stride(model: Any, output_stride: int | None) -> Iterator[None]:
+    """Measure the network the evaluation runs: at its output stride, weights unchanged."""
+    if output_stride is None or getattr(model, "output_stride", None) == output_stride:
+        yield
+        return
+    from segbench.errors import UserError
+
+    if not hasattr(model, "set_output_stride"):
+        raise UserError(f"eval.output_stride={output_stride}: this model cannot change its output stride")
+    before = model.output_stride
+    model.set_output_stride(output_stride)
+    try:
+        yield
+    finally:
+        model.set_output_stride(before)
+
+
+def _input_shape(spec: JobSpec, batch: int | None = None) -> tuple[int, int, int, int]:
+    h, w = spec.measure["input_size"]
+    return (batch or spec.measure["batch_size"], 3, h, w)
+
+
+def _complexity(
+    spec: JobSpec, ctx: JobContext, model: Any, num_classes: int, result: JobResult, report: Report
+) -> None:
+    from segbench.measure import count_flops, count_inference_flops, count_params
+
+    include_aux = spec.measure["include_aux"]
+    params = count_params(model)
+    result.add(
+        "params",
+        params.total if include_aux else params.total_without_aux,
+        "count",
+        "complexity",
+        extra={"by_module": params.by_module, "include_aux": include_aux},
+    )
+    result.add("params_total", params.total, "count", "complexity")
+    result.add("params_trainable", params.trainable, "count", "complexity")
+    result.add("params_aux", params.aux, "count", "complexity")
+    shape = _input_shape(spec, batch=1)
+    ev = spec.eval
+    with _eval_output_stride(model, ev.get("output_stride")):
+        flops = count_flops(model, shape, include_aux=include_aux)
+        extra = {
+            "input_shape": list(shape),
+            "convention": "fvcore: one fused multiply-add = one FLOP (conv + matmul)",
+            "uncounted": flops.uncounted,
+            "by_module": flops.by_module,
+            "include_aux": include_aux,
+        }
+        result.add("macs", flops.macs, "FLOP", "complexity", extra=extra)
+        result.add(
+            "flops_total",
+            flops.fvcore_total,
+            "FLOP",
+            "complexity",
+            extra={"by_operator": flops.by_operator, "input_shape": list(shape)},
+        )
+        if tuple(ev["scales"]) != (1.0,) or ev["flip"]:
+            total = count_inference_flops(model, shape, scales=ev["scales"], flip=ev["flip"])
+            result.add(
+                "macs_inference",
+                total,
+                "FLOP",
+                "complexity",
+                extra={"scales": ev["scales"], "flip": ev["flip"], "input_shape": list(shape)},
+            )
+
+
+def _latency(
+    spec: JobSpec, ctx: JobContext, model: Any, num_classes: int, result: JobResult, report: Report
+) -> None:
+    from segbench.measure import measure_latency, measure_memory
+
+    m = spec.measure
+    shape = _input_shape(spec)
+    with ctx.exclusive(), _eval_output_stride(model, spec.eval.get("output_stride")):
+        stats = measure_latency(
+            model,
+            shape,
+            device=ctx.device,
+            warmup=m["warmup"],
+            iters=m["iters"],
+            min_iters=m["min_iters"],
+            precision=m["precision"],
+            channels_last=m["channels_last"],
+            compile=m["compile"],
+            threads=m["threads"],
+        )
+        info = stats.to_dict()
+        samples = info.pop("samples_ms")
+        result.add("latency_ms", stats.median_ms, "ms", "latency", samples=samples, extra=info)
+        result.add("latency_p90_ms", stats.p90_ms, "ms", "latency")
+        result.add("latency_cv", stats.cv, "ratio", "latency")
+        result.add("throughput_ips", stats.throughput_ips, "img/s", "latency")
+        if m["throughput_batch"]:
+            tp = measure_latency(
+                model,
+                _input_shape(spec, m["throughput_batch"]),
+                device=ctx.device,
+                warmup=m["warmup"],
+                iters=m["iters"],
+                min_iters=m["min_iters"],
+                precision=m["precision"],
+                channels_last=m["channels_last"],
+                compile=m["compile"],
+                threads=m["threads"],
+            )
+            result.add(
+                "throughput_batch_ips",
+                tp.throughput_ips,
+                "img/s",
+                "latency",
+                extra={"batch_size": m["throughput_batch"]},
+            )
+        if m["memory"]:
+            mem = measure_memory(model, shape, device=ctx.device)
+            result.add("peak_memory_bytes", mem.peak_bytes, "B", "latency", extra=mem.to_dict())
+            # A training step at batch 1 is undefined for BatchNorm after global pooling
+            # (ASPP image pooling, PSPNet's bin 1): measure it at batch 2 at least.
+            train_shape = (max(2, shape[0]), *shape[1:])
+            train_mem = measure_memory(model, train_shape, device=ctx.device, train_step=True)
+            result.add(
+                "train_peak_memory_bytes",
+                train_mem.peak_bytes,
+                "B",
+                "latency",
+                extra={**train_mem.to_dict(), "batch_size": train_shape[0]},
+            )
+
+
+def _train(
+    spec: JobSpec, ctx: JobContext, model: Any, num_classes: int, result: JobResult, report: Report
+) -> None:
+    from segbench.data import build_dataset
+    from segbench.data.transforms import TrainAugment
+    from segbench.engine.train import train
+
+    settings = TrainSettings.model_validate(spec.train)
+    dataset = build_dataset(
+        spec.dataset,
+        "train",
+        root=spec.dataset_root,
+        augment=TrainAugment(
+            crop_size=settings.crop_size, scale_range=settings.scale_range, hflip=settings.hflip
+        ),
+        **spec.dataset_options,
+    )
+    ckpt = ctx.checkpoint_dir / f"{spec.train_key}.pt"
+
+    def progress(it: int, total: int, loss: float) -> None:
+        report("train", f"{it}/{total} loss {loss:.3f}")
+
+    with ctx.shared():
+        out = train(
+            model,
+            dataset,
+            settings,
+            device=ctx.device,
+            seed=spec.seed,
+            checkpoint_path=ckpt,
+            on_progress=progress,
+        )
+    result.add("train_loss_final", out.final_loss, "loss", "train")
+    result.add("train_seconds", out.seconds, "s", "train", extra={"resumed_from": out.resumed_from})
+    result.add("train_images_per_s", out.images_per_s, "img/s", "train")
+    result.add("train_iterations", out.iterations, "count", "train")
+    for name, curve in (("loss", out.loss_curve), ("lr", out.lr_curve)):
+        if curve:
+            result.series.append(SeriesValue(name, [int(s) for s, _ in curve], [float(v) for _, v in curve]))
+
+
+def _eval(
+    spec: JobSpec, ctx: JobContext, model: Any, num_classes: int, result: JobResult, report: Report
+) -> None:
+    from segbench.engine.evaluate import evaluate
+
+    settings = EvalSettings.model_validate(spec.eval)
+    dataset = _val_dataset(spec)
+    with ctx.shared():
+        out = evaluate(
+            model,
+            dataset,
+            num_classes,
+            settings,
+            device=ctx.device,
+            ignore_index=getattr(dataset, "ignore_index", 255),
+        )
+    units = {"val_loss": "loss"}
+    for name, value in out.metrics.items():
+        result.add(name, value, units.get(name, "fraction"), "eval")
+    names = list(getattr(dataset, "class_names", []) or [])
+    result.add(
+        "per_class_iou",
+        None,
+        "fraction",
+        "eval",
+        samples=[None if v != v else float(v) for v in out.per_class_iou],
+        extra={"classes": names},
+    )
+    for width, value in sorted(out.trimap.items()):
+        result.add(f"trimap_miou@{width}", value, "fraction", "eval", extra={"band_px": width})
+    result.add("eval_images_per_s", out.images_per_s, "img/s", "eval")
+    for i, sample in enumerate(getattr(out, "samples", None) or []):
+        result.artifacts.append(ArtifactValue(f"sample_{i}.png", "image/png", _sample_png(sample, dataset)))
+
+
+def _sample_png(sample: tuple[Any, Any, Any], dataset: Any) -> bytes:
+    """image | ground truth | prediction, side by side, masks in the dataset's palette."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    image, gt, pred = (np.asarray(a.cpu() if hasattr(a, "cpu") else a) for a in sample)
+    if image.ndim == 3 and image.shape[0] == 3:
+        image = image.transpose(1, 2, 0)
+    palette = np.asarray(
+        getattr(dataset, "palette", None) or [(i * 37 % 256, i * 91 % 256, i * 53 % 256) for i in range(256)],
+        dtype=np.uint8,
+    )
+    lut = np.zeros((256, 3), dtype=np.uint8)
+    lut[: len(palette)] = palette[:256]
+    lut[255] = (255, 255, 255)
+    panels = [image.astype(np.uint8), lut[gt.astype(np.int64) % 256], lut[pred.astype(np.int64) % 256]]
+    buf = io.BytesIO()
+    Image.fromarray(np.concatenate(panels, axis=1)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+STAGES: dict[str, Callable[[JobSpec, JobContext, Any, int, JobResult, Report], None]] = {
+    "complexity": _complexity,
+    "latency": _latency,
+    "train": _train,
+    "eval": _eval,
+}

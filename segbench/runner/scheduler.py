@@ -1,0 +1,267 @@
+"""The local scheduler: one worker process per GPU, or CPU workers that split the cores.
+
+Jobs that share a ``train_key`` (they differ only in evaluation or measurement
+factors) form one task and run in order on one worker: the first trains, the
+rest load its checkpoint. Workers only compute; every result comes back over a
+queue to the caller, which is the single database writer.
+
+Latency needs its device to itself. GPU workers own their GPU; CPU workers
+share the processor, so the latency stage takes a machine-wide exclusive lock
+that training and evaluation in other workers hold shared (a reader/writer lock
+with writer preference, so a waiting latency measurement is not starved).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+import signal
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from segbench.errors import UserError
+from segbench.runner.results import JobResult
+from segbench.store.recorder import PlannedJob
+
+
+@dataclass(frozen=True)
+class Event:
+    """What the writer hears: ``start``, ``stage`` (progress), ``result``, ``lost``."""
+
+    kind: str
+    worker: int
+    job_id: int | None = None
+    stage: str = ""
+    detail: str = ""
+    result: JobResult | None = None
+
+
+class Backend(Protocol):
+    """The seam between planning/recording and execution (local pool today, Ray tomorrow)."""
+
+    def run(self, tasks: list[list[PlannedJob]], on_event: Callable[[Event], None]) -> None: ...
+
+
+def group_by_training(planned: list[PlannedJob]) -> list[list[PlannedJob]]:
+    """Tasks in suite order; each holds the jobs that share one trained checkpoint."""
+    groups: dict[str, list[PlannedJob]] = {}
+    for job in planned:
+        groups.setdefault(job.spec.train_key, []).append(job)
+    return list(groups.values())
+
+
+@dataclass(frozen=True)
+class WorkerSlot:
+    index: int
+    device: str  # "cpu" or "cuda" (inside the worker, the one visible GPU)
+    visible_gpu: str | None
+    threads: int
+
+
+def plan_workers(devices: str, workers: int | None) -> list[WorkerSlot]:
+    """Turn ``--devices auto|cpu|0,1`` and ``--workers`` into worker slots."""
+    gpus = _visible_gpus() if devices == "auto" else [] if devices == "cpu" else _parse_gpus(devices)
+    if gpus:
+        if workers is not None and workers != len(gpus):
+            raise UserError(f"--workers {workers}: with GPUs segbench runs one worker per GPU ({len(gpus)})")
+        return [
+            WorkerSlot(i, "cuda", g, threads=max(1, (os.cpu_count() or 1) // len(gpus)))
+            for i, g in enumerate(gpus)
+        ]
+    n = workers or 1
+    cores = os.cpu_count() or 1
+    if n > cores:
+        raise UserError(
+            f"--workers {n}: this machine has {cores} CPU core(s); each worker needs at least one"
+        )
+    return [WorkerSlot(i, "cpu", None, threads=cores // n) for i in range(n)]
+
+
+def _parse_gpus(devices: str) -> list[str]:
+    ids = [d.strip() for d in devices.split(",") if d.strip()]
+    if not ids or not all(d.isdigit() for d in ids):
+        raise UserError(f"--devices '{devices}': expected auto, cpu, or GPU indices like 0,1")
+    available = _visible_gpus()
+    missing = [d for d in ids if d not in available]
+    if missing:
+        raise UserError(
+            f"--devices {devices}: GPU(s) {', '.join(missing)} not present (visible: {available or 'none'})"
+        )
+    return ids
+
+
+def _visible_gpus() -> list[str]:
+    import torch
+
+    if not torch.cuda.is_available():
+        return []
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env:
+        return [d.strip() for d in env.split(",") if d.strip()][: torch.cuda.device_count()]
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+class DeviceLock:
+    """Reader/writer lock across processes: latency is the writer."""
+
+    def __init__(self, ctx: Any) -> None:
+        self._cond = ctx.Condition()
+        self._readers = ctx.Value("i", 0, lock=False)
+        self._writer = ctx.Value("b", False, lock=False)
+        self._waiting_writers = ctx.Value("i", 0, lock=False)
+
+    @contextmanager
+    def shared(self):  # type: ignore[no-untyped-def]
+        with self._cond:
+            self._cond.wait_for(lambda: not self._writer.value and self._waiting_writers.value == 0)
+            self._readers.value += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers.value -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self):  # type: ignore[no-untyped-def]
+        with self._cond:
+            self._waiting_writers.value += 1
+            self._cond.wait_for(lambda: not self._writer.value and self._readers.value == 0)
+            self._waiting_writers.value -= 1
+            self._writer.value = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writer.value = False
+                self._cond.notify_all()
+
+
+def _worker_main(slot: WorkerSlot, tasks: Any, events: Any, lock: DeviceLock, checkpoint_dir: str) -> None:
+    # The parent decides when to stop: a Ctrl-C in the terminal reaches every
+    # process of the group, and workers must not die half-way through a write.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import torch
+
+    from segbench.runner.pipeline import JobContext, run_job
+
+    torch.set_num_threads(slot.threads)
+    ctx = JobContext(
+        device=slot.device,
+        checkpoint_dir=Path(checkpoint_dir),
+        exclusive=lock.exclusive if slot.device == "cpu" else _null,
+        shared=lock.shared if slot.device == "cpu" else _null,
+    )
+    while True:
+        task = tasks.get()
+        if task is None:
+            return
+        for job_id, spec in task:
+            events.put(Event("start", slot.index, job_id, detail=spec.label))
+
+            def report(stage: str, detail: str, job_id: int = job_id) -> None:
+                events.put(Event("stage", slot.index, job_id, stage=stage, detail=detail))
+
+            result = run_job(spec, ctx, report)
+            events.put(Event("result", slot.index, job_id, result=result))
+
+
+@contextmanager
+def _null():  # type: ignore[no-untyped-def]
+    yield
+
+
+class LocalBackend:
+    """A pool of spawned worker processes on this machine."""
+
+    def __init__(self, slots: list[WorkerSlot], checkpoint_dir: Path) -> None:
+        self.slots = slots
+        self.checkpoint_dir = checkpoint_dir
+
+    def run(self, tasks: list[list[PlannedJob]], on_event: Callable[[Event], None]) -> None:
+        ctx = mp.get_context("spawn")
+        task_q, event_q = ctx.Queue(), ctx.Queue()
+        lock = DeviceLock(ctx)
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        for task in tasks:
+            task_q.put([(p.job_id, p.spec) for p in task])
+        n = min(len(self.slots), len(tasks))
+        for _ in range(n):
+            task_q.put(None)
+        procs: dict[int, Any] = {}
+        running: dict[int, int | None] = {}
+        for slot in self.slots[:n]:
+            procs[slot.index] = self._start(ctx, slot, task_q, event_q, lock)
+            running[slot.index] = None
+        try:
+            while procs:
+                try:
+                    self._dispatch(event_q.get(timeout=0.5), running, on_event)
+                except queue.Empty:
+                    dead = [i for i, p in procs.items() if not p.is_alive()]
+                    if dead:
+                        # A worker flushes its queue before it exits: drain first, so a
+                        # result that is already on its way is not mistaken for a loss.
+                        self._drain(event_q, running, on_event)
+                        self._reap(dead, procs, running, on_event)
+        finally:
+            for proc in procs.values():
+                proc.terminate()
+            for proc in procs.values():
+                proc.join(timeout=10)
+
+    def _start(self, ctx: Any, slot: WorkerSlot, task_q: Any, event_q: Any, lock: DeviceLock) -> Any:
+        env_before = os.environ.get("CUDA_VISIBLE_DEVICES")
+        if slot.visible_gpu is not None:
+            # Pinned before the child imports torch: each worker sees exactly one GPU.
+            os.environ["CUDA_VISIBLE_DEVICES"] = slot.visible_gpu
+        try:
+            proc = ctx.Process(
+                target=_worker_main,
+                args=(slot, task_q, event_q, lock, str(self.checkpoint_dir)),
+                name=f"segbench-worker-{slot.index}",
+                daemon=True,
+            )
+            proc.start()
+        finally:
+            if slot.visible_gpu is not None:
+                if env_before is None:
+                    os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+                else:
+                    os.environ["CUDA_VISIBLE_DEVICES"] = env_before
+        return proc
+
+    @staticmethod
+    def _dispatch(event: Event, running: dict[int, int | None], on_event: Callable[[Event], None]) -> None:
+        if event.kind == "start":
+            running[event.worker] = event.job_id
+        elif event.kind == "result":
+            running[event.worker] = None
+        on_event(event)
+
+    def _drain(self, event_q: Any, running: dict[int, int | None], on_event: Callable[[Event], None]) -> None:
+        while True:
+            try:
+                self._dispatch(event_q.get(timeout=0.2), running, on_event)
+            except queue.Empty:
+                return
+
+    @staticmethod
+    def _reap(
+        dead: list[int],
+        procs: dict[int, Any],
+        running: dict[int, int | None],
+        on_event: Callable[[Event], None],
+    ) -> None:
+        """A worker that exited: normal when its queue ran dry, a lost job if it died mid-job."""
+        for index in dead:
+            proc = procs.pop(index)
+            job_id = running.pop(index, None)
+            if job_id is not None:
+                on_event(
+                    Event("lost", index, job_id, detail=f"worker process died (exit code {proc.exitcode})")
+                )

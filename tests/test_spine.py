@@ -1,0 +1,275 @@
+"""End to end through the real CLI: suite → worker processes → SQLite → report.
+
+These run `segbench` as a subprocess (the way users do), with real spawned
+workers and a real SQLite file, on a tiny import-path model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def segbench(
+    *args: str, cwd: Path, check: bool = False, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "SEGBENCH_DB": ""}
+    proc = subprocess.run(
+        [sys.executable, "-m", "segbench", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"segbench {' '.join(args)} → {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+SUITE = textwrap.dedent(
+    """
+    name: spine
+    datasets:
+      - name: diagnostic
+        options: {size: 64, train_length: 32, val_length: 4}
+    models:
+      - name: "tests.tinymodels:tiny_segnet"
+        label: tiny
+    variants:
+      grid:
+        width: [4, 8]
+    stages: [complexity, latency, train, eval]
+    train: {iterations: 3, batch_size: 2, aux_weight: null}
+    eval: {batch_size: 2}
+    measure: {input_size: [64, 64], warmup: 1, iters: 5, min_iters: 3, memory: false}
+    report:
+      labels: {width: channels}
+      baseline: {width: 4}
+    """
+)
+
+
+@pytest.fixture()
+def workspace(tmp_path: Path) -> Path:
+    (tmp_path / "suite.yaml").write_text(SUITE)
+    return tmp_path
+
+
+def db_rows(path: Path, sql: str) -> list[tuple]:
+    with sqlite3.connect(path) as conn:
+        return conn.execute(sql).fetchall()
+
+
+@pytest.mark.slow
+def test_run_record_rerun_report(workspace: Path) -> None:
+    db = workspace / "results" / "segbench.db"
+    first = segbench("run", "suite.yaml", "--devices", "cpu", cwd=workspace, check=True)
+    assert "2 ran, 0 reused, 0 failed" in first.stdout
+
+    # every job done, with numbers from every stage and the hardware it ran on
+    jobs = db_rows(db, "select id, status, device, hardware_id from jobs order by id")
+    assert [(j[1], j[2]) for j in jobs] == [("done", "cpu"), ("done", "cpu")]
+    assert all(j[3] is not None for j in jobs)
+    names = {r[0] for r in db_rows(db, "select name from metrics where job_id = 1")}
+    assert {"params", "macs", "latency_ms", "train_loss_final", "mIoU", "pixel_acc", "val_loss"} <= names
+    samples = db_rows(db, "select samples from metrics where job_id = 1 and name = 'latency_ms'")[0][0]
+    assert 3 <= len(json.loads(samples)) <= 5
+    assert db_rows(db, "select count(*) from series where job_id = 1 and name = 'loss'")[0][0] == 1
+
+    # provenance: suite text, versions, host, git state of segbench
+    run = db_rows(db, "select suite_text, torch_version, python_version, host, code_id, status from runs")[0]
+    assert run[0] == SUITE and run[1] and run[2] and run[3] and run[4] and run[5] == "done"
+
+    # same suite, same commit: nothing re-runs, and the report is still complete
+    again = segbench("run", "suite.yaml", "--devices", "cpu", cwd=workspace, check=True)
+    assert "0 ran, 2 reused" in again.stdout
+    statuses = db_rows(db, "select status, source_job_id from jobs where run_id = 2 order by id")
+    assert statuses == [("cached", 1), ("cached", 2)]
+    report = segbench("report", "--format", "markdown", cwd=workspace, check=True).stdout
+    assert "| channels |" in report and "mIoU (%)" in report and "Δ mIoU (%)" in report
+    assert "baseline" in report
+    assert "Input 1×3×64×64" in report and "fvcore multiply-adds" in report
+
+    # --rerun all measures again, as new jobs
+    third = segbench(
+        "run", "suite.yaml", "--devices", "cpu", "--rerun", "all", "--only", "width=8", cwd=workspace
+    )
+    assert third.returncode == 0, third.stderr
+    assert "1 ran, 0 reused" in third.stdout
+
+    rows = json.loads(segbench("report", "--format", "json", "--run", "1", cwd=workspace, check=True).stdout)[
+        "rows"
+    ]
+    assert [r["width"] for r in rows] == [4, 8]
+    assert all(0.0 <= r["mIoU"] <= 1.0 for r in rows)
+    csv = segbench("report", "--format", "csv", "--run", "1", cwd=workspace, check=True).stdout
+    assert csv.splitlines()[0].startswith("width,")
+
+    shown = segbench("show", "1", cwd=workspace, check=True).stdout
+    assert "resolved config" in shown and "latency_ms" in shown
+
+    _every_report_format(workspace)
+
+
+def _every_report_format(workspace: Path) -> None:
+    """LaTeX, HTML, pivot views and plots from the same database, all without importing torch."""
+    latex = _report_without_torch(workspace, "--format", "latex", "--run", "1")
+    assert r"\toprule" in latex and r"\label{tab:spine}" in latex and "channels" in latex
+
+    _report_without_torch(workspace, "--format", "html", "--run", "1", "--plots", "plots")
+    page = (workspace / "reports" / "spine.html").read_text()
+    assert "<table" in page and "<svg" in page and "http://" not in page.replace("http://www.w3.org", "")
+    assert (workspace / "plots" / "accuracy_cost.png").stat().st_size > 1000
+
+    pivot = _report_without_torch(workspace, "--pivot", "width", "--metric", "miou", "--run", "1")
+    assert "| channels | mIoU (%) |" in pivot or "| width | mIoU (%) |" in pivot
+    assert (
+        len([line for line in pivot.splitlines() if line.startswith("| 4 ") or line.startswith("| 8 ")]) == 2
+    )
+
+    lone = segbench("report", "--metric", "mIoU", cwd=workspace)
+    assert lone.returncode == 2 and "--metric and --columns go with --pivot" in lone.stderr
+    unknown = segbench("report", "--pivot", "width", "--metric", "mIuO", cwd=workspace)
+    assert unknown.returncode == 2 and "mIoU" in unknown.stderr
+
+
+def _report_without_torch(workspace: Path, *args: str) -> str:
+    """``segbench report ARGS`` in-process, asserting torch was never imported; returns stdout."""
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from segbench.cli import main
+        sys.argv = ["segbench", "report", *{list(args)!r}]
+        try:
+            main()
+        except SystemExit as exc:
+            assert not exc.code, exc.code
+        assert "torch" not in sys.modules, "report imported torch"
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "SEGBENCH_DB": ""}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=workspace, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+@pytest.mark.slow
+def test_failing_job_is_recorded_and_suite_goes_on(workspace: Path) -> None:
+    text = SUITE.replace("width: [4, 8]", "fail: [null, train]").replace(
+        "baseline: {width: 4}", "baseline: {fail: null}"
+    )
+    text = text.replace("labels: {width: channels}", "labels: {}")
+    (workspace / "suite.yaml").write_text(text)
+    proc = segbench("run", "suite.yaml", "--devices", "cpu", cwd=workspace)
+    assert proc.returncode == 1
+    jobs = db_rows(
+        workspace / "results" / "segbench.db", "select status, error, traceback from jobs order by id"
+    )
+    assert jobs[0][0] == "done"
+    assert jobs[1][0] == "failed"
+    assert "train: RuntimeError: deliberate failure while training" in jobs[1][1]
+    assert "Traceback" in jobs[1][2]
+    # the failed job keeps the numbers of the stages before the failure
+    names = db_rows(workspace / "results" / "segbench.db", "select name from metrics where job_id = 2")
+    assert ("macs",) in names and ("mIoU",) not in names
+    report = segbench("report", cwd=workspace, check=True).stdout
+    assert "failed: " in report and "deliberate failure" in report
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_finished_jobs(workspace: Path) -> None:
+    text = SUITE.replace("width: [4, 8]", "width: [4, 8, 12, 16, 20, 24]").replace(
+        "iterations: 3", "iterations: 60"
+    )
+    (workspace / "suite.yaml").write_text(text)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "SEGBENCH_DB": ""}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "segbench", "run", "suite.yaml", "--devices", "cpu"],
+        cwd=workspace,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    db = workspace / "results" / "segbench.db"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        if db.exists():
+            try:
+                if db_rows(db, "select count(*) from jobs where status = 'done'")[0][0] >= 1:
+                    break
+            except sqlite3.OperationalError:
+                continue
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    statuses = [r[0] for r in db_rows(db, "select status from jobs order by id")]
+    assert statuses.count("done") >= 1
+    assert "interrupted" in statuses
+    assert db_rows(db, "select status from runs")[0][0] == "interrupted"
+    # resuming runs only what is left
+    resumed = segbench(
+        "run", "suite.yaml", "--devices", "cpu", "--only", "width=4", cwd=workspace, check=True
+    )
+    assert "0 ran, 1 reused" in resumed.stdout
+
+
+def test_bad_suite_exits_2_with_location(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text(SUITE.replace("stages:", "stagess:"))
+    proc = segbench("run", "bad.yaml", "--dry-run", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "bad.yaml:12: stagess: unknown field 'stagess' (did you mean 'stages'?)" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_dry_run_prints_jobs_without_running(workspace: Path) -> None:
+    proc = segbench("run", "suite.yaml", "--dry-run", cwd=workspace, check=True)
+    assert "spine: 2 job(s)" in proc.stdout
+    assert not (workspace / "results").exists()
+
+
+def test_run_at_refuses_dry_run_and_bad_revisions(workspace: Path) -> None:
+    dry = segbench("run", "suite.yaml", "--at", "HEAD", "--dry-run", cwd=workspace)
+    assert dry.returncode == 2 and "drop --dry-run" in dry.stderr
+    empty = segbench("run", "suite.yaml", "--at", "HEAD,,main", cwd=workspace)
+    assert empty.returncode == 2 and "comma-separated revisions" in empty.stderr
+
+
+def test_report_on_missing_db_is_a_clear_error(tmp_path: Path) -> None:
+    proc = segbench("report", "--db", f"sqlite:///{tmp_path}/none.db", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "no results database" in proc.stderr
+
+
+def test_help_list_and_report_do_not_import_torch(workspace: Path) -> None:
+    code = textwrap.dedent(
+        """
+        import sys
+        from typer.testing import CliRunner
+        from segbench.cli import app
+        r = CliRunner()
+        for args in (["--help"], ["list", "models"], ["list", "datasets"], ["list", "suites"]):
+            res = r.invoke(app, args)
+            assert res.exit_code == 0, (args, res.output)
+        assert "torch" not in sys.modules, "torch was imported"
+        print("ok")
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

@@ -1,0 +1,33 @@
+"""Tiny import-path models for the end-to-end tests (fast on one CPU core)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class TinySegNet(nn.Module):
+    """Two strided convs and a classifier; ``fail`` makes a chosen stage raise."""
+
+    def __init__(self, num_classes: int, width: int = 8, fail: str | None = None) -> None:
+        super().__init__()
+        self.fail = fail
+        self.features = nn.Sequential(
+            nn.Conv2d(3, width, 3, stride=2, padding=1),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(width, width, 3, stride=2, padding=1),
+            nn.ReLU(inplace=True),
+        )
+        self.classifier = nn.Conv2d(width, num_classes, 1)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.fail == "train" and self.training:
+            raise RuntimeError("deliberate failure while training")
+        logits = self.classifier(self.features(x))
+        return {"out": F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)}
+
+
+def tiny_segnet(num_classes: int, width: int = 8, fail: str | None = None) -> TinySegNet:
+    return TinySegNet(num_classes, width=width, fail=fail)
