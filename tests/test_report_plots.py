@@ -1,0 +1,184 @@
+"""The report's figures, drawn from a real database: what each shows, when it is left out, files."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from sqlalchemy import delete
+
+from segbench.report.plots import (
+    accuracy_cost_plot,
+    build_plots,
+    close,
+    load_samples,
+    loss_plot,
+    pareto_front,
+    per_class_heatmap,
+    table_rows,
+    to_svg,
+    write_plots,
+)
+from segbench.report.query import load_report_data
+from segbench.report.table import build_table
+from segbench.store.db import Database
+from segbench.store.schema import Metric, Series
+from tests.report_fixtures import add_cached_rerun, build_report_db, sample_png
+
+
+@pytest.fixture()
+def db(tmp_path: Path) -> Database:
+    database = build_report_db(tmp_path / "results.db")
+    yield database
+    database.close()
+
+
+def test_pareto_front_keeps_rows_nothing_beats() -> None:
+    points = [(1.0, 60.0), (5.0, 65.0), (5.0, 64.0), (3.0, 58.0), (7.0, 66.0), (9.0, 66.0)]
+    assert pareto_front(points) == [(1.0, 60.0), (5.0, 65.0), (7.0, 66.0)]
+
+
+def test_rows_map_to_their_jobs_and_cached_jobs_to_their_sources(db: Database) -> None:
+    data = load_report_data(db)
+    rows = table_rows(db, data, build_table(data))
+    assert [r.label for r in rows] == [
+        "channels=16",
+        "channels=32",
+        "channels=32, Flip, MS scales=1.0",
+        "channels=32, Flip, MS scales=0.75,1.0,1.25",
+    ]
+    assert [r.job_ids for r in rows] == [[1, 2], [3, 4], [5, 6], [7, 8]]
+    assert [r.seeds for r in rows] == [[0, 1]] * 4
+    run = add_cached_rerun(db)
+    rerun = load_report_data(db, run=run)
+    cached = table_rows(db, rerun, build_table(rerun))
+    assert [r.job_ids for r in cached] == [[9, 10], [11, 12], [13, 14], [15, 16]]
+    assert [r.source_ids for r in cached] == [r.job_ids for r in rows]
+    samples = load_samples(db, cached)
+    assert [(s.row.index, s.seed, s.name) for s in samples][:2] == [
+        (0, 0, "sample_0.png"),
+        (0, 0, "sample_1.png"),
+    ]
+    assert samples[0].png == sample_png(0, 0, 0)
+
+
+def test_accuracy_cost_has_a_panel_per_recorded_cost(db: Database) -> None:
+    data = load_report_data(db)
+    rows = table_rows(db, data, build_table(data))
+    plot = accuracy_cost_plot(data, rows)
+    assert plot is not None
+    assert [ax.get_xlabel() for ax in plot.figure.axes] == ["GFLOPs", "params (M)", "latency (ms)"]
+    latency = plot.figure.axes[2]
+    # row 1 (width 16) is the cheapest and sits on the front at its mean latency and mIoU
+    front = [line for line in latency.get_lines() if line.get_linestyle() == "--" and len(line.get_xdata())]
+    assert front[0].get_xdata()[0] == pytest.approx((1.92 + 1.97) / 2)
+    assert front[0].get_ydata()[0] == pytest.approx((60.12 + 58.94) / 2)
+    close([plot])
+    with db.session() as s:
+        s.execute(delete(Metric).where(Metric.name.in_(["macs", "latency_ms"])))
+    data = load_report_data(db)
+    plot = accuracy_cost_plot(data, table_rows(db, data, build_table(data)))
+    assert plot is not None and [ax.get_xlabel() for ax in plot.figure.axes] == ["params (M)"]
+
+
+def test_heatmap_shows_seed_means_per_class(db: Database) -> None:
+    data = load_report_data(db)
+    rows = table_rows(db, data, build_table(data))
+    plot = per_class_heatmap(data, rows)
+    assert plot is not None
+    ax = plot.figure.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == [
+        "road",
+        "water",
+        "car",
+        "boat",
+        "tree",
+        "pole",
+        "lamp",
+    ]
+    assert [t.get_text() for t in ax.get_yticklabels()][0] == "1. channels=16"
+    vectors = [data.details[(j, "per_class_iou")]["samples"] for j in rows[0].job_ids]
+    road = sum(v[0] for v in vectors) / len(vectors) * 100
+    texts = {(t.get_position()[0], t.get_position()[1]): t.get_text() for t in ax.texts}
+    assert texts[(0.5, 0.5)] == f"{road:.0f}"
+    assert (6.5, 0.5) not in texts  # "lamp" never occurs: no number, grey cell
+
+
+def test_rows_sharing_a_training_run_share_one_loss_curve(db: Database) -> None:
+    data = load_report_data(db)
+    plot = loss_plot(db, table_rows(db, data, build_table(data)))
+    assert plot is not None
+    labels = [t.get_text() for t in plot.figure.axes[0].get_legend().get_texts()]
+    assert labels == ["1. channels=16", "2, 3. channels=32", "4. channels=32, Flip, MS scales=0.75,1.0,1.25"]
+
+
+def test_plots_without_numbers_are_left_out(db: Database) -> None:
+    with db.session() as s:
+        s.execute(delete(Metric).where(Metric.name.like("trimap%")))
+        s.execute(delete(Series))
+    data = load_report_data(db)
+    _, plots = build_plots(db, data, build_table(data))
+    assert [p.slug for p in plots] == ["accuracy_cost", "per_class_iou"]
+    close(plots)
+
+
+def test_svg_is_self_contained_and_ids_do_not_collide(db: Database) -> None:
+    data = load_report_data(db)
+    _, plots = build_plots(db, data, build_table(data))
+    svgs = [to_svg(p) for p in plots]
+    assert all(s.startswith("<svg") and s.endswith("</svg>") for s in svgs)
+    assert not any("http" in s or "<metadata" in s for s in svgs)
+    _, again = build_plots(db, data, build_table(data))
+    assert [to_svg(p) for p in again] == svgs  # deterministic: no dates, stable ids
+    close(again)
+    ids = [re.findall(r'\bid="([^"]+)"', s) for s in svgs]
+    every = [i for found in ids for i in found]
+    assert len(every) == len(set(every))  # unique within and across the figures of one page
+    for svg, found in zip(svgs, ids, strict=True):
+        refs = re.findall(r'url\(#([^)]+)\)|href="#([^"]+)"', svg)
+        assert refs and {a or b for a, b in refs} <= set(found)  # each figure references its own defs
+    close(plots)
+
+
+def test_write_plots_writes_pngs_for_every_figure_and_sample(db: Database, tmp_path: Path) -> None:
+    data = load_report_data(db)
+    written = write_plots(db, data, build_table(data), tmp_path / "plots")
+    names = [p.name for p in written]
+    assert names[:4] == ["accuracy_cost.png", "per_class_iou.png", "trimap.png", "loss.png"]
+    assert names[4:6] == ["sample_1_seed0_sample_0.png", "sample_1_seed0_sample_1.png"]
+    assert len(names) == 4 + 4 * 2
+    for path in written[:4]:
+        with Image.open(io.BytesIO(path.read_bytes())) as image:
+            assert (
+                image.format == "PNG"
+                and image.width > 300
+                and len(image.getcolors(maxcolors=1 << 16) or []) > 20
+            )
+    assert written[4].read_bytes() == sample_png(0, 0, 0)
+
+
+def test_rows_that_look_alike_map_in_table_order(tmp_path: Path) -> None:
+    """``report.rows: [width]`` hides flip and scales: both TTA rows show width 32 only."""
+    from tests.report_fixtures import SUITE_TEXT
+
+    db = build_report_db(
+        tmp_path / "results.db", SUITE_TEXT.replace("report:\n", "report:\n  rows: [width]\n")
+    )
+    try:
+        data = load_report_data(db)
+        table = build_table(data)
+        rows = table_rows(db, data, table)
+    finally:
+        db.close()
+    assert [r.label for r in rows] == [
+        "channels=16",
+        "channels: channels=32",  # duplicated labels name their block
+        "test-time augmentation: channels=32",
+        "test-time augmentation: channels=32",
+    ]
+    assert [r.job_ids for r in rows] == [[1, 2], [3, 4], [5, 6], [7, 8]]
+    # the mapping agrees with the table's own numbers: row 4 is the multi-scale row with one seed
+    assert rows[3].row.cells["mIoU"].value == pytest.approx(data.jobs.set_index("job_id").at[7, "mIoU"])
