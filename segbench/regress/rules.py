@@ -1,0 +1,258 @@
+"""Which decision applies to which metric, with which threshold.
+
+A metric is one of four kinds:
+
+* ``accuracy`` (mIoU, pixel accuracy, losses, anything unknown): hardware-
+  independent single measurements; percentage metrics change by more than
+  0.5 points (stored as fractions: 0.005), other values by more than 1 %.
+* ``complexity`` (params, FLOPs): exact properties of the code; any
+  difference counts, and fewer is better.
+* ``timing`` (latency, throughput, train/eval speed): compared only on the
+  same hardware; a change must exceed a factor (5 %) *and* be significant
+  under Mann-Whitney U on the recorded samples. Throughput is images over the
+  median latency, so the latency samples decide its significance. The p90 is
+  a tail statistic that one slow iteration moves and a rank test on the
+  location cannot confirm, so it is never more than *noisy*; as are the
+  single-shot stage timings (train and eval speed), which have no samples.
+* ``memory`` (peak bytes): compared only on the same hardware; the factor alone
+  decides, since a peak is one deterministic number, not a noisy sample.
+
+Thresholds are written the way a user thinks of them (``mIoU:-0.5`` is half an
+mIoU point, ``latency:+5%`` is five per cent) and converted here to the raw
+units the database stores.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from enum import Enum
+
+from segbench.errors import UserError, did_you_mean
+from segbench.regress.stats import (
+    DEFAULT_ALPHA,
+    Decision,
+    Threshold,
+    relative_change,
+    threshold_decision,
+    timing_decision,
+)
+from segbench.report.columns import KNOWN, column
+
+DEFAULT_FACTOR = 0.05
+#: Half an mIoU point, in display units (percentage points).
+DEFAULT_ACCURACY_POINTS = 0.5
+DEFAULT_OTHER_RELATIVE = 0.01
+
+
+class Kind(str, Enum):
+    accuracy = "accuracy"
+    timing = "timing"
+    memory = "memory"
+    complexity = "complexity"
+
+
+TIMING_METRICS: dict[str, str | None] = {
+    # metric → the metric whose samples decide its significance (None: its own, if it has any)
+    "latency_ms": "latency_ms",
+    "latency_p90_ms": None,
+    "throughput_ips": "latency_ms",
+    "throughput_batch_ips": None,
+    "train_seconds": None,
+    "train_images_per_s": None,
+    "eval_images_per_s": None,
+}
+MEMORY_METRICS = frozenset({"peak_memory_bytes", "train_peak_memory_bytes"})
+COMPLEXITY_METRICS = frozenset(
+    {"params", "params_total", "params_trainable", "params_aux", "macs", "macs_inference", "flops_total"}
+)
+#: Recorded, but not a benchmark number: a dispersion statistic, a vector, a configuration echo.
+NOT_COMPARED = frozenset({"latency_cv", "per_class_iou", "train_iterations"})
+
+#: Short names users type in ``--metric`` and ``--fail-on``.
+ALIASES: dict[str, str] = {
+    "latency": "latency_ms",
+    "p90": "latency_p90_ms",
+    "throughput": "throughput_ips",
+    "flops": "macs",
+    "gflops": "macs",
+    "memory": "peak_memory_bytes",
+}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How one metric is compared; thresholds are in the metric's raw (stored) units."""
+
+    metric: str
+    kind: Kind
+    threshold: Threshold
+    higher_is_better: bool
+    #: for timings: the metric whose recorded samples decide significance (None: its own)
+    samples_from: str | None = None
+
+    @property
+    def hardware_bound(self) -> bool:
+        """Timings and memory depend on the machine; accuracy and complexity do not."""
+        return self.kind in (Kind.timing, Kind.memory)
+
+    def decide(
+        self,
+        base: float,
+        head: float,
+        base_samples: Sequence[float] | None = None,
+        head_samples: Sequence[float] | None = None,
+        *,
+        alpha: float = DEFAULT_ALPHA,
+    ) -> Decision:
+        if self.kind is Kind.timing:
+            return timing_decision(
+                base,
+                head,
+                base_samples,
+                head_samples,
+                self.threshold,
+                higher_is_better=self.higher_is_better,
+                alpha=alpha,
+            )
+        return threshold_decision(base, head, self.threshold, higher_is_better=self.higher_is_better)
+
+    def format_value(self, value: float | None) -> str:
+        return "–" if value is None else column(self.metric).show(value)
+
+    def format_change(self, base: float, head: float) -> str:
+        """Relative for relative thresholds and exact counts, else a difference in display units."""
+        if self.threshold.relative or self.kind is Kind.complexity:
+            change = relative_change(base, head)
+            return "new" if math.isinf(change) else f"{change * 100:+.1f}%"
+        col = column(self.metric)
+        return f"{(head - base) * col.scale:+.{col.digits}f}" + (" pts" if _is_percent(self.metric) else "")
+
+    def describe_threshold(self, alpha: float = DEFAULT_ALPHA) -> str:
+        col = column(self.metric)
+        if self.threshold.relative:
+            text = f"±{self.threshold.amount * 100:g}%"
+        elif self.threshold.amount == 0:
+            text = "exact"
+        else:
+            unit = " pts" if _is_percent(self.metric) else ""
+            text = f"±{self.threshold.amount * col.scale:g}{unit}"
+        if self.kind is Kind.timing:
+            text += f" and Mann-Whitney p < {alpha:g}"
+        return text
+
+
+def _is_percent(metric: str) -> bool:
+    return column(metric).scale == 100.0
+
+
+def default_rule(metric: str, factor: float = DEFAULT_FACTOR) -> Rule:
+    """The rule a metric gets when the user says nothing about it."""
+    col = column(metric)
+    if metric in TIMING_METRICS:
+        return Rule(
+            metric, Kind.timing, Threshold(factor, True), col.higher_is_better, TIMING_METRICS[metric]
+        )
+    if metric in MEMORY_METRICS:
+        return Rule(metric, Kind.memory, Threshold(factor, True), higher_is_better=False)
+    if metric in COMPLEXITY_METRICS:
+        return Rule(metric, Kind.complexity, Threshold(0.0, False), higher_is_better=False)
+    if _is_percent(metric):
+        threshold = Threshold(DEFAULT_ACCURACY_POINTS / col.scale, False)
+    else:
+        threshold = Threshold(DEFAULT_OTHER_RELATIVE, True)
+    return Rule(metric, Kind.accuracy, threshold, col.higher_is_better)
+
+
+@dataclass(frozen=True)
+class ThresholdSpec:
+    """One ``name:±amount[%]`` item of ``--threshold`` / ``--fail-on``, before name resolution."""
+
+    name: str
+    sign: str  # "+", "-" or "" (either way)
+    amount: float
+    relative: bool
+
+
+_SPEC = re.compile(
+    r"^\s*(?P<name>[^:=\s]+)\s*[:=]\s*(?P<sign>[+-]?)(?P<num>\d+(\.\d*)?|\.\d+)\s*(?P<pct>%?)\s*$"
+)
+
+
+def parse_threshold_specs(text: str, option: str) -> list[ThresholdSpec]:
+    """Parse ``"latency:+5%,mIoU:-0.5"``: a percentage is relative, a bare number is in display units."""
+    specs: list[ThresholdSpec] = []
+    for item in (part for part in text.split(",") if part.strip()):
+        match = _SPEC.match(item)
+        if match is None:
+            raise UserError(
+                f"{option} '{item.strip()}': expected METRIC:AMOUNT like 'mIoU:-0.5' (points) "
+                "or 'latency:+5%' (per cent)"
+            )
+        specs.append(
+            ThresholdSpec(
+                match["name"],
+                match["sign"],
+                float(match["num"]) / (100 if match["pct"] else 1),
+                bool(match["pct"]),
+            )
+        )
+    if not specs:
+        raise UserError(f"{option}: no thresholds given (e.g. 'latency:+5%,mIoU:-0.5')")
+    return specs
+
+
+def resolve_metric(name: str, available: Collection[str], option: str = "--metric") -> str:
+    """A metric name as stored: exact, an alias (``latency``), or a case-insensitive match (``miou``)."""
+    known = set(available) | set(KNOWN)
+    if name in known:
+        return name
+    if name.lower() in ALIASES:
+        return ALIASES[name.lower()]
+    folded = [k for k in known if k.lower() == name.lower()]
+    if len(folded) == 1:
+        return folded[0]
+    raise UserError(
+        f"{option} '{name}': no such metric{did_you_mean(name, sorted(known | set(ALIASES)))}; "
+        f"recorded here: {', '.join(sorted(available)) or '(none)'}"
+    )
+
+
+@dataclass(frozen=True)
+class RuleBook:
+    """Default rules, a timing factor, a significance level, and per-metric threshold overrides."""
+
+    factor: float = DEFAULT_FACTOR
+    alpha: float = DEFAULT_ALPHA
+    overrides: Mapping[str, Threshold] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.factor < 0:
+            raise UserError(f"--factor {self.factor}: must be ≥ 0 (0.05 = five per cent)")
+        if not 0 < self.alpha < 1:
+            raise UserError(f"--alpha {self.alpha}: must be between 0 and 1 (e.g. 0.05)")
+
+    def rule(self, metric: str) -> Rule:
+        rule = default_rule(metric, self.factor)
+        override = self.overrides.get(metric)
+        return replace(rule, threshold=override) if override is not None else rule
+
+    def with_specs(self, specs: Sequence[ThresholdSpec], available: Collection[str], option: str) -> RuleBook:
+        """These thresholds applied on top; a sign that contradicts the metric's direction is an error."""
+        overrides = dict(self.overrides)
+        for spec in specs:
+            metric = resolve_metric(spec.name, available, option)
+            rule = default_rule(metric, self.factor)
+            if spec.sign:
+                worse = "-" if rule.higher_is_better else "+"
+                if spec.sign != worse:
+                    better = "higher" if rule.higher_is_better else "lower"
+                    raise UserError(
+                        f"{option} '{spec.name}:{spec.sign}…': {better} {metric} is better, so a regression "
+                        f"is a change of sign '{worse}' (write {spec.name}:{worse}…)"
+                    )
+            amount = spec.amount if spec.relative else spec.amount / column(metric).scale
+            overrides[metric] = Threshold(amount, spec.relative)
+        return replace(self, overrides=overrides)
