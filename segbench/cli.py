@@ -146,25 +146,41 @@ def _run_at(
 
 
 def _print_jobs(name: str, jobs: list) -> None:  # type: ignore[type-arg]
+    """The expanded jobs; what every job shares (model, dataset, seed, stages) goes in the title."""
     from rich.table import Table
 
     from segbench.suite import varied_factors
 
     factors = varied_factors(jobs)
-    table = Table(title=f"{name}: {len(jobs)} job(s)")
-    for col in ["#", "job key", "model", "dataset", *factors, "seed", "stages"]:
+    shared = []
+    columns = ["#", "job key"]
+    per_job = {
+        "model": [j.model_label for j in jobs],
+        "dataset": [j.dataset_label for j in jobs],
+        "seed": [str(j.seed) for j in jobs],
+        "stages": [",".join(j.stages) for j in jobs],
+    }
+    for col, values in per_job.items():
+        if len(set(values)) == 1:
+            shared.append(f"{col} {values[0]}")
+        else:
+            columns.append(col)
+    table = Table(title=f"{name}: {len(jobs)} job(s)", caption=" · ".join(shared))
+    for col in columns:
+        table.add_column(col, no_wrap=col in ("#", "job key"))
+    for col in factors:
         table.add_column(col, overflow="fold")
     for i, job in enumerate(jobs):
-        table.add_row(
-            str(i),
-            job.job_key,
-            job.model_label,
-            job.dataset_label,
-            *(str(job.factors.get(f, "")) for f in factors),
-            str(job.seed),
-            ",".join(job.stages),
-        )
+        cells = [str(i), job.job_key]
+        cells += [per_job[col][i] for col in columns[2:]]
+        table.add_row(*cells, *(_factor_text(job.factors.get(f)) for f in factors))
     _console().print(table)
+
+
+def _factor_text(value: object) -> str:
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value)
+    return "" if value is None else str(value)
 
 
 @app.command()

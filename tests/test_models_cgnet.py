@@ -15,13 +15,7 @@ from segbench.models.cgnet import ContextGuidedBlock, GlobalContext
 SMALL = {"M": 2, "N": 3, "width": 0.25}  # stage widths 8 / 16 / 32
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: the tiny convolutions only slow down when threads fight for shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _params(model: nn.Module) -> int:

@@ -17,13 +17,7 @@ from segbench.models.fcn import bilinear_kernel
 TINY = {"width": 1 / 16}  # VGG16 at 4..32 channels, fc6/fc7 256 wide
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: the tiny convolutions only slow down when threads fight for shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _params(model: nn.Module) -> int:

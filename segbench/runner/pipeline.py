@@ -161,6 +161,10 @@ def _complexity(
             )
 
 
+#: the suite's ``measure`` settings that go to ``measure_latency`` as they are
+_TIMING_SETTINGS = ("warmup", "iters", "min_iters", "precision", "channels_last", "compile", "threads")
+
+
 def _latency(
     spec: JobSpec, ctx: JobContext, model: Any, num_classes: int, result: JobResult, report: Report
 ) -> None:
@@ -168,19 +172,9 @@ def _latency(
 
     m = spec.measure
     shape = _input_shape(spec)
+    timing = {key: m[key] for key in _TIMING_SETTINGS}
     with ctx.exclusive(), _eval_output_stride(model, spec.eval.get("output_stride")):
-        stats = measure_latency(
-            model,
-            shape,
-            device=ctx.device,
-            warmup=m["warmup"],
-            iters=m["iters"],
-            min_iters=m["min_iters"],
-            precision=m["precision"],
-            channels_last=m["channels_last"],
-            compile=m["compile"],
-            threads=m["threads"],
-        )
+        stats = measure_latency(model, shape, device=ctx.device, **timing)
         info = stats.to_dict()
         samples = info.pop("samples_ms")
         result.add("latency_ms", stats.median_ms, "ms", "latency", samples=samples, extra=info)
@@ -189,16 +183,7 @@ def _latency(
         result.add("throughput_ips", stats.throughput_ips, "img/s", "latency")
         if m["throughput_batch"]:
             tp = measure_latency(
-                model,
-                _input_shape(spec, m["throughput_batch"]),
-                device=ctx.device,
-                warmup=m["warmup"],
-                iters=m["iters"],
-                min_iters=m["min_iters"],
-                precision=m["precision"],
-                channels_last=m["channels_last"],
-                compile=m["compile"],
-                threads=m["threads"],
+                model, _input_shape(spec, m["throughput_batch"]), device=ctx.device, **timing
             )
             result.add(
                 "throughput_batch_ips",
