@@ -18,12 +18,13 @@ from segbench.report.plots import (
     loss_plot,
     pareto_front,
     per_class_heatmap,
+    row_label,
     table_rows,
     to_svg,
     write_plots,
 )
 from segbench.report.query import load_report_data
-from segbench.report.table import build_table
+from segbench.report.table import Row, Table, build_table
 from segbench.store.db import Database
 from segbench.store.schema import Metric, Series
 from tests.report_fixtures import add_cached_rerun, build_report_db, sample_png
@@ -182,3 +183,11 @@ def test_rows_that_look_alike_map_in_table_order(tmp_path: Path) -> None:
     assert [r.job_ids for r in rows] == [[1, 2], [3, 4], [5, 6], [7, 8]]
     # the mapping agrees with the table's own numbers: row 4 is the multi-scale row with one seed
     assert rows[3].row.cells["mIoU"].value == pytest.approx(data.jobs.set_index("job_id").at[7, "mIoU"])
+
+
+def test_a_row_with_every_factor_off_is_named_by_what_it_lacks() -> None:
+    table = Table("t", "", [("ppm", "pyramid pooling"), ("flip", "Flip")], [], [], [])
+    off = Row({"ppm": False, "flip": False}, {}, "done", seeds=1)
+    on = Row({"ppm": True, "flip": False}, {}, "done", seeds=1)
+    assert row_label(table, off) == "no pyramid pooling, no Flip"
+    assert row_label(table, on) == "pyramid pooling"

@@ -78,17 +78,23 @@ class SamplePrediction:
 
 
 def row_label(table: Table, row: Row) -> str:
-    """A short name for a row: its non-empty factors (booleans by header alone)."""
-    parts = []
+    """A short name for a row: its non-empty factors (booleans by header alone).
+
+    A row whose factors are all off is named by what it lacks ("no pyramid
+    pooling"), so every point and curve has a name a reader can match.
+    """
+    parts, off = [], []
     for key, header in table.factor_columns:
         value = row.factors.get(key)
         if value is True:
             parts.append(header)
+        elif value is False:
+            off.append(f"no {header}")
         elif key in ("model", "dataset", "variant") and value:
             parts.append(str(value))
-        elif value is not None and value is not False and value != "":
+        elif value is not None and value != "":
             parts.append(f"{header}={format_factor(value)}")
-    label = ", ".join(parts)
+    label = ", ".join(parts or off)
     return label if len(label) <= _MAX_LABEL else label[: _MAX_LABEL - 1] + "…"
 
 
