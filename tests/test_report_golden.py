@@ -56,3 +56,23 @@ RENDERINGS: dict[str, Callable[[ReportData], str]] = {
 @pytest.mark.parametrize("name", sorted(RENDERINGS))
 def test_rendering_matches_golden_file(data: ReportData, name: str) -> None:
     check_golden(name, RENDERINGS[name](data))
+
+
+def test_a_noisy_timing_is_marked_not_hidden(tmp_path: Path) -> None:
+    from sqlalchemy import select
+
+    from segbench.store.schema import Metric
+
+    db = build_report_db(tmp_path / "results.db")
+    try:
+        with db.session() as s:
+            first = s.scalars(select(Metric).where(Metric.name == "latency_ms").order_by(Metric.id)).first()
+            first.extra = {**(first.extra or {}), "noisy": True, "cv": 0.4}
+        table = build_table(load_report_data(db))
+    finally:
+        db.close()
+    text = markdown(table)
+    rows = [line for line in text.splitlines() if line.startswith("| ")][1:]
+    assert sum("‡" in row for row in rows) == 1  # only the row holding that job
+    assert "‡ noisy" in text
+    assert r"$^\ddagger$" in to_latex(table)

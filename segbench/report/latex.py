@@ -48,6 +48,7 @@ _UNICODE = {
     "…": r"\dots{}",
     "°": r"$^\circ$",
     "†": r"$^\dagger$",
+    "‡": r"$^\ddagger$",
 }
 _ESCAPES = {**_SPECIAL, **_UNICODE}
 _ESCAPE_RE = re.compile("|".join(re.escape(c) for c in _ESCAPES))

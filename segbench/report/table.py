@@ -21,6 +21,8 @@ from segbench.report.query import FACTOR_PREFIX, ReportData
 
 #: marks a value averaged over fewer seeds than the suite asked for
 PARTIAL_MARK = "†"
+#: marks a timing whose spread never settled (flagged noisy when it was measured)
+NOISY_MARK = "‡"
 
 
 @dataclass
@@ -30,6 +32,8 @@ class Cell:
     best: bool = False
     #: how many seeds the value averages (fewer than the row's seeds when some failed first)
     n: int = 1
+    #: a timing behind it was flagged noisy (its CV stayed above the target)
+    noisy: bool = False
 
 
 @dataclass
@@ -133,7 +137,7 @@ def build_table(data: ReportData, settings: ReportSettings | None = None) -> Tab
             values = [v for v in group[m.name].tolist() if _present(v)] if m.name in group else []
             if values:
                 mean = sum(values) / len(values)
-                cells[m.name] = Cell("", mean, n=len(values))
+                cells[m.name] = Cell("", mean, n=len(values), noisy=_noisy(data, group, m.name))
                 if len(values) > 1:
                     std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
                     cells[m.name + ":std"] = Cell("", std)
@@ -162,6 +166,11 @@ def build_table(data: ReportData, settings: ReportSettings | None = None) -> Tab
     return Table(
         title, caption, factor_cols, metrics, deltas, [Block(n, r) for n, r in blocks.items()], notes
     )
+
+
+def _noisy(data: ReportData, group: pd.DataFrame, metric: str) -> bool:
+    extras = ((data.details.get((int(j), metric)) or {}).get("extra") or {} for j in group["job_id"])
+    return any(extra.get("noisy") for extra in extras)
 
 
 def _present_or_none(v: Any) -> Any:
@@ -209,7 +218,8 @@ def _format(row: Row, metrics: list[MetricColumn], deltas: list[MetricColumn]) -
         std = row.cells.get(m.name + ":std")
         # A spread that rounds to zero (params, FLOPs across seeds) says nothing: leave it out.
         spread = f" ± {m.show(std.value)}" if std and float(m.show(std.value)) != 0 else ""
-        cell.text = m.show(cell.value) + spread + (PARTIAL_MARK if row.partial(cell) else "")
+        marks = (PARTIAL_MARK if row.partial(cell) else "") + (NOISY_MARK if cell.noisy else "")
+        cell.text = m.show(cell.value) + spread + marks
     for m in deltas:
         cell = row.cells.get("Δ" + m.name)
         if row.is_baseline:
@@ -268,4 +278,9 @@ def _notes(data: ReportData, rows: list[Row], metrics: list[MetricColumn]) -> li
     )
     if counts:
         notes.append(f"{PARTIAL_MARK} mean over the seeds that got this far ({', '.join(counts)} seeds).")
+    if any(r.cells[m.name].noisy for r in rows for m in metrics):
+        notes.append(
+            f"{NOISY_MARK} noisy: the timing's coefficient of variation stayed above its target"
+            " (another load on the machine?); `segbench show JOB` has the samples."
+        )
     return notes
