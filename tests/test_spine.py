@@ -273,3 +273,27 @@ def test_help_list_and_report_do_not_import_torch(workspace: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.slow
+def test_quickstart_suite_end_to_end_at_tiny_size(tmp_path: Path) -> None:
+    """The README's suite itself, shrunk: PSPNet-SqueezeNet with and without the PPM, its table."""
+    import yaml
+
+    suite = yaml.safe_load((REPO / "suites" / "quickstart.yaml").read_text())
+    suite["datasets"][0]["options"] = {"size": 64, "train_length": 8, "val_length": 2}
+    suite["train"].update(iterations=2, batch_size=2, crop_size=64)
+    suite["eval"]["batch_size"] = 2
+    suite["measure"].update(input_size=[64, 64], warmup=1, iters=3, min_iters=3)
+    (tmp_path / "quickstart.yaml").write_text(yaml.safe_dump(suite, allow_unicode=True))
+
+    ran = segbench("run", "quickstart.yaml", "--devices", "cpu", cwd=tmp_path, check=True)
+    assert "2 ran, 0 reused, 0 failed" in ran.stdout
+    report = segbench("report", "--format", "markdown", cwd=tmp_path, check=True).stdout
+    header = "| pyramid pooling | mIoU (%) | pixel acc (%) | F1 (%) | val loss | params (M) | GFLOPs | latency (ms) |"
+    assert header in report
+    rows = [line for line in report.splitlines() if line.startswith("| ✓ ") or line.startswith("|   ")]
+    assert len(rows) == 2 and rows[1].endswith("| baseline |")
+    # the PPM adds 4 levels of 1×1 conv (512 → 128) and widens the head's 3×3 conv: more params
+    params = [float(row.split("|")[6].strip(" *")) for row in rows]
+    assert params[0] > params[1]
