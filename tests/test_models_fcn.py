@@ -251,3 +251,16 @@ def test_vgg16_accepts_only_output_stride_32() -> None:
     assert model.output_stride == 32
     with pytest.raises(UserError, match="output stride 32 only"):
         model.set_output_stride(16)
+
+
+def test_vgg16_from_scratch_keeps_its_activations_alive() -> None:
+    """He init through the 13 convs and fc6/fc7: with PyTorch's default they fade ~20x by fc7."""
+    torch.manual_seed(0)
+    model = build_model("fcn", num_classes=7, variant="32s", **TINY).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        for stage in model.features:
+            x = stage(x)
+        pool5 = x.std().item()
+        fc7 = model.relu7(model.fc7(model.relu6(model.fc6(x)))).std().item()
+    assert pool5 > 0.1 and fc7 > 0.05, (pool5, fc7)

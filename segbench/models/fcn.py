@@ -173,6 +173,13 @@ class FCNVGG16(nn.Module):
         self.upscore_pool4 = _deconv(num_classes, 2, not pad100, learned) if skips >= 2 else None
         # The paper fixes the final upsampling to bilinear in every variant.
         self.upscore = _deconv(num_classes, _FINAL_STRIDE[variant], not pad100, learned=False)
+        # From scratch, PyTorch's default init shrinks activations about 2x per layer through
+        # fifteen ReLU convolutions (the net then never leaves the class-prior plateau);
+        # torchvision's VGG init (He, fan_out) keeps them alive. Loaded weights replace it.
+        for module in (*self.features.modules(), self.fc6, self.fc7):
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(module.bias)
         self.aux_classifier = None
 
     @property
