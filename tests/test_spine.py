@@ -24,7 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 def segbench(
     *args: str, cwd: Path, check: bool = False, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "SEGBENCH_DB": ""}
+    # One thread per worker: tiny models gain nothing from more, and the test machines are shared.
+    env = {**os.environ, "PYTHONPATH": str(REPO), "SEGBENCH_DB": "", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "segbench", *args],
         cwd=cwd,

@@ -63,22 +63,43 @@ class WorkerSlot:
 
 
 def plan_workers(devices: str, workers: int | None) -> list[WorkerSlot]:
-    """Turn ``--devices auto|cpu|0,1`` and ``--workers`` into worker slots."""
+    """Turn ``--devices auto|cpu|0,1`` and ``--workers`` into worker slots.
+
+    Each worker gets the usable cores divided by the number of workers as its
+    torch threads, or ``$OMP_NUM_THREADS`` when the user set it (they may share
+    the machine with others, or want one thread per job for stable timings).
+    """
     gpus = _visible_gpus() if devices == "auto" else [] if devices == "cpu" else _parse_gpus(devices)
+    cores = _usable_cores()
     if gpus:
         if workers is not None and workers != len(gpus):
             raise UserError(f"--workers {workers}: with GPUs segbench runs one worker per GPU ({len(gpus)})")
-        return [
-            WorkerSlot(i, "cuda", g, threads=max(1, (os.cpu_count() or 1) // len(gpus)))
-            for i, g in enumerate(gpus)
-        ]
+        threads = _threads_override() or max(1, cores // len(gpus))
+        return [WorkerSlot(i, "cuda", g, threads=threads) for i, g in enumerate(gpus)]
     n = workers or 1
-    cores = os.cpu_count() or 1
     if n > cores:
         raise UserError(
-            f"--workers {n}: this machine has {cores} CPU core(s); each worker needs at least one"
+            f"--workers {n}: this machine has {cores} usable CPU core(s); each worker needs at least one"
         )
-    return [WorkerSlot(i, "cpu", None, threads=cores // n) for i in range(n)]
+    threads = _threads_override() or cores // n
+    return [WorkerSlot(i, "cpu", None, threads=threads) for i in range(n)]
+
+
+def _usable_cores() -> int:
+    """Cores this process may run on (CPU affinity / cpusets), not every core of the machine."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _threads_override() -> int | None:
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise UserError(f"OMP_NUM_THREADS='{value}': expected a positive whole number of threads")
+    return int(value)
 
 
 def _parse_gpus(devices: str) -> list[str]:
@@ -145,6 +166,11 @@ def _worker_main(slot: WorkerSlot, tasks: Any, events: Any, lock: DeviceLock, ch
     # The parent decides when to stop: a Ctrl-C in the terminal reaches every
     # process of the group, and workers must not die half-way through a write.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if slot.device == "cpu":
+        # OpenMP threads that spin while they wait turn a busy CPU (another worker, another
+        # user) into 10-30x slower steps; sleeping waiters cost a few per cent at most.
+        # Read when torch's OpenMP runtime loads, so before the import; a user's choice wins.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
 
     from segbench.runner.pipeline import JobContext, run_job
