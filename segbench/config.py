@@ -29,6 +29,7 @@ class _Strict(BaseModel):
 class TrainSettings(_Strict):
     """What the papers train with: SGD + poly LR, optional aux loss and AMP."""
 
+    split: str = Field("train", description="the split trained on, e.g. trainaug for VOC as the papers do")
     iterations: int = Field(200, ge=1)
     batch_size: int = Field(8, ge=1)
     crop_size: int | None = Field(None, ge=8, description="square crop; None = the dataset's image size")
@@ -57,6 +58,7 @@ class SlidingWindow(_Strict):
 class EvalSettings(_Strict):
     """Evaluation-only factors: they reuse the trained checkpoint, never retrain."""
 
+    split: str = Field("val", description="the split evaluated on")
     scales: tuple[float, ...] = (1.0,)
     flip: bool = False
     output_stride: int | None = Field(None, description="evaluate at another output stride than training")

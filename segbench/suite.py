@@ -200,6 +200,7 @@ def expand(loaded: LoadedSuite) -> list[JobSpec]:
                     train, evals, measure = (
                         _revalidate(loaded, bi, s, sections[s]) for s in ("train", "eval", "measure")
                     )
+                    _check_splits(loaded, dref.name, train, evals, suite.stages)
                     for seed in suite.seeds:
                         job = JobSpec(
                             suite=suite.name,
@@ -226,6 +227,22 @@ def expand(loaded: LoadedSuite) -> list[JobSpec]:
                         seen.add(job.job_key)
                         jobs.append(job)
     return jobs
+
+
+def _check_splits(
+    loaded: LoadedSuite, dataset: str, train: dict[str, Any], evals: dict[str, Any], stages: list[str]
+) -> None:
+    """A split the dataset does not have fails at load time, not in the middle of a run."""
+    from segbench.data.catalog import get_dataset_entry
+    from segbench.errors import UserError
+
+    entry = get_dataset_entry(dataset)
+    for section, settings in (("train", train), ("eval", evals)):
+        if section in stages:
+            try:
+                entry.check_split(settings["split"])
+            except UserError as exc:
+                raise loaded.error((section, "split"), str(exc)) from None
 
 
 def _suggest(name: str, choices: dict[str, Any]) -> str:

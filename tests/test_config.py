@@ -90,6 +90,27 @@ def test_grid_factor_on_missing_setting_points_at_block() -> None:
         expand(loaded)
 
 
+def test_split_the_dataset_lacks_fails_at_load_with_a_suggestion() -> None:
+    loaded = parse_suite(
+        BASE.replace("train: {iterations: 2", "train: {split: trian, iterations: 2"), "p.yaml"
+    )
+    with pytest.raises(
+        UserError, match=r"p.yaml:12: .*has no split 'trian' \(did you mean 'train'\?\); splits: train, val"
+    ):
+        expand(loaded)
+    jobs = expand(
+        parse_suite(
+            BASE.replace(
+                "stages: [complexity, train, eval]", "stages: [complexity, train, eval]\neval: {split: train}"
+            ),
+            "q.yaml",
+        )
+    )
+    assert {job.eval["split"] for job in jobs} == {"train"} and {job.train["split"] for job in jobs} == {
+        "train"
+    }
+
+
 def test_eval_without_train_is_rejected() -> None:
     with pytest.raises(UserError, match="stage 'eval' needs stage 'train'"):
         parse_suite(BASE.replace("[complexity, train, eval]", "[complexity, eval]"), "e.yaml")

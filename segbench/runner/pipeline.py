@@ -80,15 +80,15 @@ def _build(spec: JobSpec) -> tuple[Any, int]:
     entry = get_dataset_entry(spec.dataset)
     num_classes = entry.num_classes
     if num_classes is None:  # e.g. a folder dataset whose class list lives in its root
-        num_classes = _val_dataset(spec).num_classes
+        num_classes = _eval_dataset(spec).num_classes
     model = build_model(spec.model, num_classes=num_classes, **spec.model_options)
     return model, num_classes
 
 
-def _val_dataset(spec: JobSpec) -> Any:
+def _eval_dataset(spec: JobSpec) -> Any:
     from segbench.data import build_dataset
 
-    return build_dataset(spec.dataset, "val", root=spec.dataset_root, **spec.dataset_options)
+    return build_dataset(spec.dataset, spec.eval["split"], root=spec.dataset_root, **spec.dataset_options)
 
 
 @contextmanager
@@ -218,7 +218,7 @@ def _train(
     settings = TrainSettings.model_validate(spec.train)
     dataset = build_dataset(
         spec.dataset,
-        "train",
+        settings.split,
         root=spec.dataset_root,
         augment=TrainAugment(
             crop_size=settings.crop_size, scale_range=settings.scale_range, hflip=settings.hflip
@@ -255,7 +255,7 @@ def _eval(
     from segbench.engine.evaluate import evaluate
 
     settings = EvalSettings.model_validate(spec.eval)
-    dataset = _val_dataset(spec)
+    dataset = _eval_dataset(spec)
     with ctx.shared():
         out = evaluate(
             model,
