@@ -166,11 +166,6 @@ def _worker_main(slot: WorkerSlot, tasks: Any, events: Any, lock: DeviceLock, ch
     # The parent decides when to stop: a Ctrl-C in the terminal reaches every
     # process of the group, and workers must not die half-way through a write.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if slot.device == "cpu":
-        # OpenMP threads that spin while they wait turn a busy CPU (another worker, another
-        # user) into 10-30x slower steps; sleeping waiters cost a few per cent at most.
-        # Read when torch's OpenMP runtime loads, so before the import; a user's choice wins.
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
 
     from segbench.runner.pipeline import JobContext, run_job
