@@ -15,6 +15,8 @@ from typing import Annotated
 
 import typer
 
+from segbench.cli_options import DbOption
+
 app = typer.Typer(
     name="segbench",
     help="Benchmark and ablation harness for semantic-segmentation models, with a results database.",
@@ -22,11 +24,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-DbOption = Annotated[
-    str | None,
-    typer.Option("--db", help="SQLAlchemy URL; default $SEGBENCH_DB, else sqlite:///results/segbench.db"),
-]
 
 
 class ReportFormat(str, Enum):

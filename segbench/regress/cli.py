@@ -15,14 +15,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from segbench.cli_options import DbOption
+
 if TYPE_CHECKING:
     from segbench.regress.compare import Comparison
     from segbench.regress.rules import RuleBook, ThresholdSpec
 
-DbOption = Annotated[
-    str | None,
-    typer.Option("--db", help="SQLAlchemy URL; default $SEGBENCH_DB, else sqlite:///results/segbench.db"),
-]
 SuiteOption = Annotated[str | None, typer.Option("--suite", help="only runs of this suite (by name)")]
 MetricOption = Annotated[
     list[str] | None,
