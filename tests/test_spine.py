@@ -193,8 +193,8 @@ def test_failing_job_is_recorded_and_suite_goes_on(workspace: Path) -> None:
 
 @pytest.mark.slow
 def test_ctrl_c_keeps_finished_jobs(workspace: Path) -> None:
-    # A short job first, then one far longer than the poll: Ctrl-C always lands mid-run.
-    text = SUITE.replace("width: [4, 8]", "width: [4]\n    train.iterations: [3, 5000]")
+    # A short job first, then one that would train for hours: Ctrl-C always lands mid-run.
+    text = SUITE.replace("width: [4, 8]", "width: [4]\n    train.iterations: [3, 1000000]")
     (workspace / "suite.yaml").write_text(text)
     env = {**os.environ, "PYTHONPATH": str(REPO), "SEGBENCH_DB": "", "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
@@ -207,14 +207,18 @@ def test_ctrl_c_keeps_finished_jobs(workspace: Path) -> None:
     )
     db = workspace / "results" / "segbench.db"
     deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
+    seen_done = False
+    while not seen_done and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)
         if db.exists():
             try:
-                if db_rows(db, "select count(*) from jobs where status = 'done'")[0][0] >= 1:
-                    break
+                seen_done = db_rows(db, "select count(*) from jobs where status = 'done'")[0][0] >= 1
             except sqlite3.OperationalError:
-                continue
+                continue  # the schema is still being created
+    if not seen_done:
+        proc.kill()
+        out, err = proc.communicate(timeout=60)
+        raise AssertionError(f"no job was recorded done while the run went on\n{out}\n{err}")
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
