@@ -191,9 +191,15 @@ def test_failing_job_is_recorded_and_suite_goes_on(workspace: Path) -> None:
     assert "failed: " in report and "deliberate failure" in report
 
 
+def _ignore_sigint() -> None:
+    """What a script's background job inherits; the run must still stop on SIGINT."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @pytest.mark.slow
-def test_ctrl_c_keeps_finished_jobs(workspace: Path) -> None:
-    # A short job first, then one that would train for hours: Ctrl-C always lands mid-run.
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_ctrl_c_keeps_finished_jobs(workspace: Path, stop: signal.Signals) -> None:
+    # A short job first, then one that would train for hours: the signal always lands mid-run.
     text = SUITE.replace("width: [4, 8]", "width: [4]\n    train.iterations: [3, 1000000]")
     (workspace / "suite.yaml").write_text(text)
     env = {**os.environ, "PYTHONPATH": str(REPO), "SEGBENCH_DB": "", "OMP_NUM_THREADS": "1"}
@@ -204,6 +210,8 @@ def test_ctrl_c_keeps_finished_jobs(workspace: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_ignore_sigint,
+        start_new_session=True,  # its own process group, so a failed test can clean up its workers
     )
     db = workspace / "results" / "segbench.db"
     deadline = time.monotonic() + 240
@@ -216,11 +224,16 @@ def test_ctrl_c_keeps_finished_jobs(workspace: Path) -> None:
             except sqlite3.OperationalError:
                 continue  # the schema is still being created
     if not seen_done:
-        proc.kill()
+        os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate(timeout=60)
         raise AssertionError(f"no job was recorded done while the run went on\n{out}\n{err}")
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    proc.send_signal(stop)
+    try:
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:  # it ignored the signal: do not leave it or its workers training
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
     assert proc.returncode == 130, err
     statuses = [r[0] for r in db_rows(db, "select status from jobs order by id")]
     assert statuses.count("done") >= 1

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,6 +74,29 @@ def _record(recorder: Recorder, job_id: int, result: JobResult) -> JobResult:
         )
         recorder.record(job_id, refused)
         return refused
+
+
+@contextmanager
+def _stop_signals() -> Iterator[None]:
+    """SIGINT (Ctrl-C, ``kill -INT``) and SIGTERM (batch schedulers) stop the run cleanly.
+
+    Installed explicitly: a process started in the background by a script inherits
+    SIGINT *ignored*, and Python then never raises KeyboardInterrupt for it. Only in
+    the main thread (where Python delivers signals); previous handlers come back after.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def execute(
@@ -138,7 +165,8 @@ def execute(
 
         try:
             if planned:
-                backend.run(group_by_training(planned), on_event)
+                with _stop_signals():
+                    backend.run(group_by_training(planned), on_event)
         except KeyboardInterrupt:
             status = "interrupted"
             summary.interrupted = True
