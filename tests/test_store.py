@@ -6,12 +6,14 @@ Everything goes through the store's public surface (``open_db``, ``resolve_url``
 
 from __future__ import annotations
 
+import multiprocessing
 import platform
 import socket
 import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import alembic.command
 import pytest
@@ -167,6 +169,33 @@ def test_sqlite_uses_wal_and_waits_for_a_busy_writer(tmp_path: Path) -> None:
         assert sorted(r[0] for r in db_rows(path, "select key from hardware")) == ["mine", "other"]
     finally:
         db.close()
+
+
+def _open_after(url: str, barrier: Any, results: Any) -> None:
+    barrier.wait()
+    try:
+        open_db(url).close()
+        results.put("ok")
+    except Exception as exc:  # reported to the test, which names it
+        results.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_processes_creating_one_new_database_at_once_all_succeed(tmp_path: Path) -> None:
+    """Parallel runs (or CI shards) pointed at one new file: one migrates, the others wait and use it."""
+    ctx = multiprocessing.get_context("spawn")
+    for attempt in range(3):
+        url = f"sqlite:///{tmp_path / f'race{attempt}.db'}"
+        barrier, results = ctx.Barrier(4), ctx.Queue()
+        procs = [ctx.Process(target=_open_after, args=(url, barrier, results)) for _ in range(4)]
+        for proc in procs:
+            proc.start()
+        outcomes = [results.get(timeout=120) for _ in procs]
+        for proc in procs:
+            proc.join(timeout=60)
+        assert outcomes == ["ok"] * 4, outcomes
+        assert db_rows(tmp_path / f"race{attempt}.db", "select version_num from alembic_version") == [
+            (HEAD_REVISION,)
+        ]
 
 
 def test_database_at_a_newer_unknown_revision_is_refused_untouched(tmp_path: Path) -> None:

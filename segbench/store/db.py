@@ -71,14 +71,46 @@ class Database:
         with self.sessions() as session, session.begin():
             yield session
 
-    def _migrate(self) -> None:
-        current = None
+    def _revision(self) -> str | None:
         with self.engine.connect() as conn:
-            tables = set(inspect(conn).get_table_names())
-            if "alembic_version" in tables:
-                current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-                if current == HEAD_REVISION:
-                    return
+            if "alembic_version" not in set(inspect(conn).get_table_names()):
+                return None
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+    def _migrate(self) -> None:
+        if self._revision() == HEAD_REVISION:
+            return
+        with self._migration_lock():
+            self._migrate_locked()
+
+    @contextmanager
+    def _migration_lock(self) -> Iterator[None]:
+        """One process migrates at a time: parallel runs or CI shards may open a new database at once.
+
+        SQLite commits DDL as it goes, so a second process would see half a schema;
+        a lock file beside the database (PostgreSQL: an advisory lock) serialises them.
+        """
+        parsed = make_url(self.url)
+        if self.is_sqlite and parsed.database and parsed.database != ":memory:":
+            import fcntl
+
+            with open(f"{parsed.database}.migrate.lock", "w") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                yield
+        elif parsed.get_backend_name() == "postgresql":
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+                try:
+                    yield
+                finally:
+                    conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+        else:
+            yield
+
+    def _migrate_locked(self) -> None:
+        current = self._revision()  # another process may have migrated while this one waited
+        if current == HEAD_REVISION:
+            return
         from alembic import command
         from alembic.config import Config
         from alembic.script import ScriptDirectory
@@ -98,6 +130,10 @@ class Database:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+#: pg_advisory_lock key that segbench's schema migrations take (any fixed number of our own)
+_MIGRATION_LOCK_KEY = 0x5E6BE4C4
 
 
 def _make_engine(url: str, is_sqlite: bool) -> Engine:
