@@ -96,6 +96,16 @@ def sequential_min_input_size(layers: Iterable[nn.Module], limit: int = 4096) ->
     raise ValueError("no input size below the limit fits this chain")
 
 
+def tap_sequential(layers: Iterable[nn.Module], taps: dict[int, str], x: Tensor) -> dict[str, Tensor]:
+    """Run a plain chain of layers, keeping the outputs of the layers ``taps`` names by index."""
+    out: dict[str, Tensor] = {}
+    for index, module in enumerate(layers):
+        x = module(x)
+        if index in taps:
+            out[taps[index]] = x
+    return out
+
+
 def _first(value: int | tuple[int, ...]) -> int:
     return value[0] if isinstance(value, tuple) else value
 

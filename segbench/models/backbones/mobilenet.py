@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 from torchvision.models import mobilenet_v2, mobilenet_v3_large
 
-from segbench.models.backbones.base import Backbone, no_multi_grid
+from segbench.models.backbones.base import Backbone, no_multi_grid, tap_sequential
 from segbench.models.backbones.layers import set_conv_geometry
 
 
@@ -46,12 +46,7 @@ class _MobileNetBackbone(Backbone):
                 set_conv_geometry(conv, stride, rate)
 
     def extract(self, x: Tensor) -> dict[str, Tensor]:
-        out: dict[str, Tensor] = {}
-        for index, module in enumerate(self.features):
-            x = module(x)
-            if index in self._taps:
-                out[self._taps[index]] = x
-        return out
+        return tap_sequential(self.features, self._taps, x)
 
 
 class MobileNetV2Backbone(_MobileNetBackbone):

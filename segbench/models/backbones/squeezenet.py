@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 from torchvision.models.squeezenet import Fire
 
-from segbench.models.backbones.base import Backbone, no_multi_grid, sequential_min_input_size
+from segbench.models.backbones.base import Backbone, no_multi_grid, sequential_min_input_size, tap_sequential
 from segbench.models.backbones.layers import scaled, set_conv_geometry
 
 # torchvision's SqueezeNet 1.1: "M" = 3x3/2 max-pool (ceil mode); tuples are Fire(squeeze, expand).
@@ -73,11 +73,7 @@ class SqueezeNetBackbone(Backbone):
         return sequential_min_input_size(self.features)
 
     def extract(self, x: Tensor) -> dict[str, Tensor]:
-        out: dict[str, Tensor] = {}
-        for index, module in enumerate(self.features):
-            x = module(x)
-            if index in self._taps:
-                out[self._taps[index]] = x
+        out = tap_sequential(self.features, self._taps, x)
         out["aux"] = out["mid_level"]
         return out
 

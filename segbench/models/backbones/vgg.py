@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 from torchvision.models.vgg import make_layers
 
-from segbench.models.backbones.base import Backbone, no_multi_grid, sequential_min_input_size
+from segbench.models.backbones.base import Backbone, no_multi_grid, sequential_min_input_size, tap_sequential
 from segbench.models.backbones.layers import scaled, set_conv_geometry
 
 # torchvision's configuration "D" (VGG16): conv widths, "M" = max-pool.
@@ -55,12 +55,7 @@ class VGG16Backbone(Backbone):
         return sequential_min_input_size(self.features)
 
     def extract(self, x: Tensor) -> dict[str, Tensor]:
-        out: dict[str, Tensor] = {}
-        for index, module in enumerate(self.features):
-            x = module(x)
-            if index in self._taps:
-                out[self._taps[index]] = x
-        return out
+        return tap_sequential(self.features, self._taps, x)
 
 
 def _init_weights(model: nn.Module) -> None:

@@ -41,6 +41,19 @@ class OptionSpec:
     choices: tuple[Any, ...] | None = None
 
 
+#: Options of the families built on a replaceable backbone (PSPNet, DeepLab v3 / v3+).
+BACKBONE_WIDTH = OptionSpec(
+    "width", 1.0, "channel multiplier of backbone and heads (1.0 = the paper)", "float"
+)
+BACKBONE_WEIGHTS = OptionSpec(
+    "weights",
+    None,
+    "local state-dict file: the whole model (keys 'backbone.*', ...) or the backbone alone "
+    "(e.g. torchvision ImageNet names); nothing downloads",
+    "path",
+)
+
+
 @dataclass(frozen=True)
 class ModelEntry:
     """A model family as the papers name it.

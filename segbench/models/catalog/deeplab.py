@@ -9,7 +9,7 @@ decoder's conv structure and taps (Table 2) and separable convs (Table 5).
 from __future__ import annotations
 
 from segbench.models.backbones import BACKBONES
-from segbench.models.catalog import ModelEntry, OptionSpec
+from segbench.models.catalog import BACKBONE_WEIGHTS, BACKBONE_WIDTH, ModelEntry, OptionSpec
 
 _PAPER_V3 = "Chen, Papandreou, Schroff, Adam. Rethinking Atrous Convolution for Semantic Image Segmentation (arXiv 1706.05587)"
 _PAPER_V3PLUS = (
@@ -63,14 +63,8 @@ def _common_options() -> tuple[OptionSpec, ...]:
             "bool",
             (None, True, False),
         ),
-        OptionSpec("width", 1.0, "channel multiplier of backbone and heads (1.0 = the paper)", "float"),
-        OptionSpec(
-            "weights",
-            None,
-            "local state-dict file: the whole model (keys 'backbone.*', ...) or the backbone alone "
-            "(e.g. torchvision ImageNet names); nothing downloads",
-            "path",
-        ),
+        BACKBONE_WIDTH,
+        BACKBONE_WEIGHTS,
     )
 
 

@@ -8,7 +8,7 @@ The options are the ablation factors of the paper's Table 1 (``ppm``, ``bins``,
 from __future__ import annotations
 
 from segbench.models.backbones import BACKBONES
-from segbench.models.catalog import ModelEntry, OptionSpec
+from segbench.models.catalog import BACKBONE_WEIGHTS, BACKBONE_WIDTH, ModelEntry, OptionSpec
 
 ENTRIES: list[ModelEntry] = [
     ModelEntry(
@@ -56,14 +56,8 @@ ENTRIES: list[ModelEntry] = [
                 "bool",
                 (None, True, False),
             ),
-            OptionSpec("width", 1.0, "channel multiplier of backbone and heads (1.0 = the paper)", "float"),
-            OptionSpec(
-                "weights",
-                None,
-                "local state-dict file: the whole model (keys 'backbone.*', ...) or the backbone alone "
-                "(e.g. torchvision ImageNet names); nothing downloads",
-                "path",
-            ),
+            BACKBONE_WIDTH,
+            BACKBONE_WEIGHTS,
         ),
         params_note=(
             "ResNet-50 (deep stem), 150 classes: 49,180,908 parameters with the aux head (the official "
