@@ -96,12 +96,15 @@ def test_unreachable_cv_target_is_flagged_noisy_not_hidden() -> None:
     assert stats.warmup_iters == 0 and stats.warmup_stable is None
 
 
-def test_warm_up_runs_until_consecutive_windows_agree() -> None:
+def test_warm_up_leaves_the_slow_first_calls_out_of_the_timed_samples() -> None:
     # First calls slow and getting faster (lazy initialisation, caches filling), then steady.
+    # Whether the steady sleeps agree within 5 % depends on the machine's load, so the window
+    # rule itself is pinned on exact timings below; here: the slow calls are all spent warming up.
     schedule = [0.04, 0.025, 0.015] + [0.002] * 100
     stats = measure_latency(Sleeper(schedule), (1, 3, 4, 4), warmup=2, iters=5, min_iters=3)
-    assert stats.warmup_iters >= 4 and stats.warmup_stable
-    assert max(stats.samples_ms) < 20  # no slow call leaked into the timed samples
+    assert stats.warmup_iters >= 4 and stats.warmup_stable is not None
+    assert [ms > 14 for ms in stats.warmup_samples_ms[:4]] == [True, True, True, False]
+    assert max(stats.samples_ms) < 14  # no slow call leaked into the timed samples
     assert len(stats.warmup_samples_ms) == stats.warmup_iters
 
 
