@@ -77,3 +77,18 @@ class SeparableConv2d(nn.Module):
             x = x.relu()
         x = self.pointwise_bn(self.pointwise(x))
         return x.relu() if self.activation else x
+
+
+def init_he_unit_bn(model: nn.Module) -> None:
+    """He-normal (fan-out) convolutions and identity BatchNorm: torchvision's ResNet initialisation.
+
+    Shared by the backbones trained from scratch in CPU-size runs, so that
+    every family starts from the same, well-conditioned place (the official
+    PSPNet code uses it too; DeepLab's TF code a truncated normal of the same scale).
+    """
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from segbench.models.backbones.base import Backbone, check_multi_grid
-from segbench.models.backbones.layers import scaled, set_conv_geometry
+from segbench.models.backbones.layers import init_he_unit_bn, scaled, set_conv_geometry
 
 _SPECS: dict[str, tuple[type[BasicBlock] | type[Bottleneck], tuple[int, int, int, int]]] = {
     "resnet18": (BasicBlock, (2, 2, 2, 2)),
@@ -69,7 +69,7 @@ class ResNetBackbone(Backbone):
             stages.append(_stage(block, inplanes, p, n, stride=1 if i == 0 else 2))
             inplanes = p * block.expansion
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
-        _init_weights(self)
+        init_he_unit_bn(self)
         self.set_output_stride(output_stride)
 
     def unit_strides(self) -> list[int]:
@@ -117,13 +117,3 @@ def _set_unit(unit: nn.Module, stride: int, rate: int) -> None:
         set_conv_geometry(unit.conv2, 1, rate)
     if unit.downsample is not None:
         set_conv_geometry(unit.downsample[0], stride, 1)
-
-
-def _init_weights(model: nn.Module) -> None:
-    # torchvision's ResNet initialisation (also the official PSPNet code's).
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)

@@ -21,7 +21,13 @@ from typing import Literal
 from torch import Tensor, nn
 
 from segbench.models.backbones.base import Backbone, check_multi_grid
-from segbench.models.backbones.layers import ConvBNReLU, SeparableConv2d, scaled, set_conv_geometry
+from segbench.models.backbones.layers import (
+    ConvBNReLU,
+    SeparableConv2d,
+    init_he_unit_bn,
+    scaled,
+    set_conv_geometry,
+)
 
 Shortcut = Literal["conv", "sum", "none"]
 
@@ -118,7 +124,7 @@ class XceptionBackbone(Backbone):
                 XceptionModule(exit1, (exit2, exit2, out), 1, "none", activation_in_separable=True),
             ]
         )
-        _init_weights(self)
+        init_he_unit_bn(self)
         self.set_output_stride(output_stride)
 
     def _units(self) -> list[XceptionModule]:
@@ -150,13 +156,3 @@ class XceptionBackbone(Backbone):
             x, _ = unit(x)
         features["out"] = x
         return features
-
-
-def _init_weights(model: nn.Module) -> None:
-    # He-normal convs and unit BN, as torchvision's CNNs (the TF code uses a truncated normal).
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
