@@ -120,10 +120,14 @@ def build_table(data: ReportData, settings: ReportSettings | None = None) -> Tab
     deltas = [column(n) for n in delta_names]
 
     group_keys = ["block", "variant", *extra, *(FACTOR_PREFIX + f for f in varied)]
-    blocks: dict[Any, list[Row]] = {}
+    groups = []
     for key, group in jobs.groupby(group_keys, dropna=False, sort=False):
         key = key if isinstance(key, tuple) else (key,)
-        meta = dict(zip(group_keys, key, strict=True))
+        groups.append((dict(zip(group_keys, key, strict=True)), group))
+    unnamed = _unnamed_distinguishing(groups, ["block", "variant", *extra], factors, varied)
+    factors += unnamed
+    blocks: dict[Any, list[Row]] = {}
+    for meta, group in groups:
         row_factors: dict[str, Any] = {}
         if "model_label" in extra:
             row_factors["model"] = meta["model_label"]
@@ -148,8 +152,9 @@ def build_table(data: ReportData, settings: ReportSettings | None = None) -> Tab
         )
     all_rows = [r for rows in blocks.values() for r in rows]
     _mark_best(all_rows, metrics)
-    baseline = _find_baseline(all_rows, settings.baseline)
+    baselines = _baselines(all_rows, settings.baseline)
     for row in all_rows:
+        baseline = baselines.get(id(row))
         for m in deltas:
             if baseline is not None and m.name in row.cells and m.name in baseline.cells:
                 d = row.cells[m.name].value - baseline.cells[m.name].value
@@ -163,6 +168,13 @@ def build_table(data: ReportData, settings: ReportSettings | None = None) -> Tab
     title = data.run.suite_name
     caption = _caption(data, metrics, settings)
     notes = _notes(data, all_rows, metrics)
+    if unnamed:
+        shown = ", ".join(f"`{f}`" for f in unnamed)
+        verb = "varies" if len(unnamed) == 1 else "vary"
+        notes.append(
+            f"{shown} also {verb} in this run but not in report.rows: shown as a column,"
+            " so that no two rows look alike."
+        )
     return Table(
         title, caption, factor_cols, metrics, deltas, [Block(n, r) for n, r in blocks.items()], notes
     )
@@ -193,14 +205,54 @@ def _mark_best(rows: list[Row], metrics: list[MetricColumn]) -> None:
                 r.cells[m.name].best = True
 
 
-def _find_baseline(rows: list[Row], wanted: dict[str, Any] | None) -> Row | None:
+def _unnamed_distinguishing(
+    groups: list[tuple[dict[str, Any], pd.DataFrame]], fixed: list[str], named: list[str], varied: list[str]
+) -> list[str]:
+    """Varied factors that ``report.rows`` leaves out although rows would print alike without them.
+
+    A grid that gained a factor (``train.lr``) after ``report.rows`` was written
+    must not print two indistinguishable rows: those factors are shown too.
+    """
+
+    def shown(meta: dict[str, Any], factors: list[str]) -> tuple[str, ...]:
+        keys = [*fixed, *(FACTOR_PREFIX + f for f in factors)]
+        return tuple(repr(_present_or_none(meta.get(k))) for k in keys)
+
+    def distinct(factors: list[str]) -> int:
+        return len({shown(meta, factors) for meta, _ in groups})
+
+    added: list[str] = []
+    for f in varied:
+        if distinct(named + added) == len(groups):
+            break
+        if f not in named and distinct(named + added + [f]) > distinct(named + added):
+            added.append(f)
+    return added
+
+
+def _baselines(rows: list[Row], wanted: dict[str, Any] | None) -> dict[int, Row]:
+    """Each row's Δ baseline: the row matching ``wanted`` (by ``id`` of the row compared).
+
+    When ``wanted`` matches several rows (a grid: ``ppm: false`` at each learning
+    rate), a row is compared with the match that agrees with it on every other
+    factor, as a paper compares within a block; with a single match, every row
+    is compared with it.
+    """
     if not wanted:
-        return None
+        return {}
     matches = [r for r in rows if all(_eq(r.factors.get(k), v) for k, v in wanted.items())]
     if not matches:
         raise UserError(f"report.baseline {wanted}: no row has these factor values")
-    matches[0].is_baseline = True
-    return matches[0]
+    for match in matches:
+        match.is_baseline = True
+    if len(matches) == 1:
+        return {id(r): matches[0] for r in rows}
+
+    def others(row: Row) -> list[tuple[str, Any]]:
+        return sorted((k, repr(v)) for k, v in row.factors.items() if k not in wanted)
+
+    by_others = {tuple(others(m)): m for m in matches}
+    return {id(r): by_others[key] for r in rows if (key := tuple(others(r))) in by_others}
 
 
 def _eq(a: Any, b: Any) -> bool:

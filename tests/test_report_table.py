@@ -1,0 +1,60 @@
+"""How the table chooses its factor columns and its Δ baselines, beyond what the suite names."""
+
+from __future__ import annotations
+
+import pytest
+
+from segbench.config import ReportSettings
+from segbench.report.query import ReportData, load_report_data
+from segbench.report.render import markdown
+from segbench.report.table import build_table
+from tests.report_fixtures import build_report_db
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> ReportData:
+    db = build_report_db(tmp_path_factory.mktemp("table") / "results.db")
+    try:
+        return load_report_data(db)
+    finally:
+        db.close()
+
+
+def rows_of(text: str) -> list[list[str]]:
+    lines = [line for line in text.splitlines() if line.startswith("| ")]
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines]
+
+
+def test_a_varied_factor_missing_from_rows_is_shown_when_rows_would_look_alike(data: ReportData) -> None:
+    # report.rows names the width only: in the test-time-augmentation block both rows have
+    # width 32, and only the scales tell them apart (the flip is the same in both).
+    table = build_table(data, ReportSettings(rows=["width"], columns=["mIoU"], baseline={"width": 16}))
+    assert [key for key, _ in table.factor_columns] == ["width", "eval.scales"]
+    text = markdown(table)
+    header, *body = rows_of(text)
+    assert header[:2] == ["width", "eval.scales"]
+    assert len({tuple(r[:2]) for r in body[1:]}) == len(body) - 1  # the alignment row aside, all differ
+    assert "`eval.scales` also varies in this run but not in report.rows" in text
+
+
+def test_rows_that_already_differ_get_no_extra_column(data: ReportData) -> None:
+    table = build_table(data, ReportSettings(rows=["width", "eval.scales"], columns=["mIoU"]))
+    assert [key for key, _ in table.factor_columns] == ["width", "eval.scales"]
+    assert not [n for n in table.notes if "report.rows" in n]
+
+
+def test_a_baseline_matching_several_rows_compares_each_row_with_its_own(data: ReportData) -> None:
+    settings = ReportSettings(columns=["mIoU"], baseline={"eval.scales": [1.0]})
+    single = [r for b in build_table(data, settings).blocks for r in b.rows]
+    assert [r.cells["ΔmIoU"].text == "baseline" for r in single] == [False, False, True, False]
+    # one match: every row is compared with it, whatever its other factors
+    assert all(r.cells["ΔmIoU"].value is not None for r in single)
+
+    # width 32 matches a row in each block; the width-16 row is compared with the one that
+    # agrees with it on everything else (no flip, no scales): the channels block's width 32
+    table = build_table(data, ReportSettings(columns=["mIoU"], baseline={"width": 32}))
+    rows = [r for b in table.blocks for r in b.rows]
+    narrow = next(r for r in rows if r.factors["width"] == 16)
+    wide = next(r for r in rows if r.factors["width"] == 32 and r.factors.get("eval.flip") is None)
+    assert narrow.cells["ΔmIoU"].value == pytest.approx(narrow.cells["mIoU"].value - wide.cells["mIoU"].value)
+    assert [r.is_baseline for r in rows] == [False, True, True, True]
