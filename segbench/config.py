@@ -9,7 +9,7 @@ jobs. It never imports torch, so ``segbench run --dry-run`` is instant.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -220,22 +220,27 @@ def _dotted(loc: tuple[Any, ...]) -> str:
     return out or "<suite>"
 
 
-_FIELDS_BY_MODEL: dict[str, type[BaseModel]] = {
-    "": Suite,
-    "train": TrainSettings,
-    "eval": EvalSettings,
-    "measure": MeasureSettings,
-    "report": ReportSettings,
-}
+def _nested_model(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside ``annotation`` (``X``, ``list[X]``, ``X | None``), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _nested_model(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def _suggest(loc: tuple[Any, ...], bad_key: str) -> str:
-    """Closest valid field name for an unknown key at ``loc``."""
-    section = next((p for p in loc if isinstance(p, str)), "") if len(loc) > 1 else ""
-    model = _FIELDS_BY_MODEL.get(section if section in _FIELDS_BY_MODEL else "", Suite)
-    if len(loc) == 1:
-        model = Suite
-    return did_you_mean(bad_key, model.model_fields)
+    """Closest valid field name for an unknown key at ``loc``, among the fields of the model there."""
+    model: type[BaseModel] | None = Suite
+    for part in loc[:-1]:
+        if model is None:
+            return ""
+        if isinstance(part, str):  # list indices and union tags stay on the same model
+            field = model.model_fields.get(part)
+            model = _nested_model(field.annotation) if field is not None else model
+    return did_you_mean(bad_key, model.model_fields) if model is not None else ""
 
 
 def parse_suite(text: str, path: Path | str = "<string>") -> LoadedSuite:

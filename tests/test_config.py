@@ -54,6 +54,19 @@ def test_unknown_top_level_field_suggests(tmp_path: Path) -> None:
         parse_suite("name: t\nmodles: []\ndatasets: []\n", tmp_path / "s.yaml")
 
 
+def test_unknown_field_in_a_list_entry_suggests_from_that_entrys_fields(tmp_path: Path) -> None:
+    text = (
+        "name: t\ndatasets:\n  - name: diagnostic\n    optoins: {}\nmodels:\n  - name: fcn\n"
+        "variants:\n  - name: broken\n    grid: {width: [4]}\n"
+    )
+    with pytest.raises(UserError) as err:
+        parse_suite(text, tmp_path / "s.yaml")
+    msg = str(err.value)
+    assert "s.yaml:4: datasets[0].optoins: unknown field 'optoins' (did you mean 'options'?)" in msg
+    # a variant block has `named` variants; its own fields, not the suite's, are the candidates
+    assert "s.yaml:8: variants[0].name: unknown field 'name' (did you mean 'named'?)" in msg
+
+
 def test_bad_value_points_at_its_line() -> None:
     text = BASE.replace("batch_size: 2", "batch_size: 0")
     with pytest.raises(
