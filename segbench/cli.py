@@ -34,6 +34,11 @@ class ReportFormat(str, Enum):
     json = "json"
 
 
+class Backend(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
 class Rerun(str, Enum):
     failed = "failed"
     all = "all"
@@ -71,13 +76,23 @@ def run(
         str | None,
         typer.Option(help="run the suite as it is at each of these git revisions (REV1,REV2,…)"),
     ] = None,
+    backend: Annotated[
+        Backend, typer.Option(help="local: worker processes here; ray: tasks on a Ray cluster")
+    ] = Backend.local,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="with --backend ray: the cluster to join (auto, ray://head:10001); default: a local one"
+        ),
+    ] = None,
 ) -> None:
     """Expand a suite into jobs, run them on the available devices, record every number."""
     from segbench.config import load_suite
     from segbench.suite import expand, select
 
     if at is not None:
-        _run_at(suite, at, db, devices, workers, only, rerun, workdir, dry_run)
+        placement = ["--backend", backend.value] + (["--ray-address", ray_address] if ray_address else [])
+        _run_at(suite, at, db, devices, workers, only, rerun, workdir, dry_run, placement)
         return
     loaded = load_suite(suite)
     jobs = select(expand(loaded), only)
@@ -86,18 +101,14 @@ def run(
     if dry_run:
         _print_jobs(loaded.suite.name, jobs)
         return
-    from segbench.runner.run import execute
+    from segbench.runner.run import execute, make_backend
     from segbench.store.db import open_db
 
+    # Bad devices, workers or a missing Ray are refused before the database is touched.
+    runner = make_backend(backend.value, devices, workers, ray_address)
     database = open_db(db)
     summary = execute(
-        loaded,
-        jobs,
-        database,
-        devices=devices,
-        workers=workers,
-        rerun=rerun.value if rerun else "none",
-        workdir=workdir,
+        loaded, jobs, database, backend=runner, rerun=rerun.value if rerun else "none", workdir=workdir
     )
     console = _console()
     console.print(
@@ -121,6 +132,7 @@ def _run_at(
     rerun: Rerun | None,
     workdir: Path,
     dry_run: bool,
+    placement: list[str],
 ) -> None:
     """``run --at``: one ``segbench run`` per revision, in a temporary worktree, into one database."""
     from segbench.regress.at import run_at_revisions, split_revisions
@@ -129,7 +141,7 @@ def _run_at(
     if dry_run:
         raise _user_error("--at runs the suite at other revisions; drop --dry-run, or drop --at to preview")
     revisions = split_revisions(at)
-    extra = ["--devices", devices, "--workdir", str(workdir.resolve())]
+    extra = ["--devices", devices, "--workdir", str(workdir.resolve()), *placement]
     if workers is not None:
         extra += ["--workers", str(workers)]
     if only is not None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 
 class TinySegNet(nn.Module):
-    """Two strided convs and a classifier; ``fail`` makes a chosen stage raise."""
+    """Two strided convs and a classifier; ``fail`` makes training raise, or ``crash`` its process."""
 
     def __init__(self, num_classes: int, width: int = 8, fail: str | None = None) -> None:
         super().__init__()
@@ -25,6 +27,8 @@ class TinySegNet(nn.Module):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.fail == "train" and self.training:
             raise RuntimeError("deliberate failure while training")
+        if self.fail == "crash" and self.training:
+            os._exit(3)  # a segfault or the OOM killer: the worker is gone, nothing raised
         logits = self.classifier(self.features(x))
         return {"out": F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)}
 

@@ -23,6 +23,7 @@ from rich.progress import (
 )
 
 from segbench.config import LoadedSuite
+from segbench.errors import UserError
 from segbench.runner.results import JobResult
 from segbench.runner.scheduler import Backend, Event, LocalBackend, group_by_training, plan_workers
 from segbench.store.db import Database
@@ -51,6 +52,17 @@ def torch_versions() -> dict[str, str | None]:
 def checkpoint_dir(workdir: Path, code_id: str) -> Path:
     """Checkpoints are per code version: a model change must never reuse old weights."""
     return workdir / "checkpoints" / code_id
+
+
+def make_backend(name: str, devices: str, workers: int | None, ray_address: str | None) -> Backend:
+    """``--backend local`` (worker processes on this machine) or ``ray`` (a Ray cluster, local or not)."""
+    if name == "ray":
+        from segbench.runner.ray_backend import RayBackend
+
+        return RayBackend(ray_address, devices, workers)
+    if ray_address is not None:
+        raise UserError(f"--ray-address {ray_address} goes with --backend ray")
+    return LocalBackend(plan_workers(devices, workers))
 
 
 def _record(recorder: Recorder, job_id: int, result: JobResult) -> JobResult:
@@ -104,22 +116,18 @@ def execute(
     jobs: list[JobSpec],
     db: Database,
     *,
-    devices: str = "auto",
-    workers: int | None = None,
+    backend: Backend,
     rerun: Rerun = "none",
     workdir: Path = Path("results"),
     console: Console | None = None,
-    backend: Backend | None = None,
 ) -> RunSummary:
+    """Record a run of ``jobs`` in ``db``, executing them on ``backend`` (see :func:`make_backend`)."""
     console = console or Console(stderr=True)
-    slots = plan_workers(devices, workers) if backend is None else []
     recorder = Recorder(db)
     run_id = recorder.start_run(loaded, " ".join(sys.argv), torch_versions())
     planned = recorder.plan(jobs, rerun)
     summary = RunSummary(run_id=run_id, total=len(jobs), cached=len(jobs) - len(planned))
     assert recorder.code_id is not None
-    if backend is None:
-        backend = LocalBackend(slots, checkpoint_dir(workdir, recorder.code_id))
     labels = {p.job_id: p.spec.label for p in planned}
     if summary.cached:
         console.print(
@@ -144,7 +152,7 @@ def execute(
             if line is None:
                 line = lines[event.worker] = progress.add_task("", total=None)
             if event.kind == "start" and event.job_id is not None:
-                recorder.mark_running(event.job_id, slots[event.worker].device if slots else "remote")
+                recorder.mark_running(event.job_id, event.device or None)
                 progress.update(line, description=f"  worker {event.worker}: {event.detail}")
             elif event.kind == "stage" and event.job_id is not None:
                 progress.update(
@@ -166,7 +174,9 @@ def execute(
         try:
             if planned:
                 with _stop_signals():
-                    backend.run(group_by_training(planned), on_event)
+                    backend.run(
+                        group_by_training(planned), on_event, checkpoint_dir(workdir, recorder.code_id)
+                    )
         except KeyboardInterrupt:
             status = "interrupted"
             summary.interrupted = True

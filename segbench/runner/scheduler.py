@@ -7,8 +7,10 @@ queue to the caller, which is the single database writer.
 
 Latency needs its device to itself. GPU workers own their GPU; CPU workers
 share the processor, so the latency stage takes a machine-wide exclusive lock
-that training and evaluation in other workers hold shared (a reader/writer lock
-with writer preference, so a waiting latency measurement is not starved).
+that training and evaluation in other workers hold shared
+(:class:`~segbench.runner.node_lock.NodeDeviceLock`: writer preference, so a
+waiting measurement is not starved; on lock files, so a worker that dies
+releases it, and two runs on one machine keep out of each other's timings).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from segbench.errors import UserError
+from segbench.runner.node_lock import NodeDeviceLock
 from segbench.runner.results import JobResult
 from segbench.store.recorder import PlannedJob
 
@@ -38,12 +41,17 @@ class Event:
     stage: str = ""
     detail: str = ""
     result: JobResult | None = None
+    #: where the job runs (``start`` events): ``cpu``, ``cuda``, or ``cpu@node`` on a cluster
+    device: str = ""
 
 
 class Backend(Protocol):
-    """The seam between planning/recording and execution (local pool today, Ray tomorrow)."""
+    """The seam between planning/recording and execution: a local pool, or a Ray cluster."""
 
-    def run(self, tasks: list[list[PlannedJob]], on_event: Callable[[Event], None]) -> None: ...
+    def run(
+        self, tasks: list[list[PlannedJob]], on_event: Callable[[Event], None], checkpoint_dir: Path
+    ) -> None:
+        """Run every task (its jobs in order), passing their events to ``on_event`` in this process."""
 
 
 def group_by_training(planned: list[PlannedJob]) -> list[list[PlannedJob]]:
@@ -52,6 +60,30 @@ def group_by_training(planned: list[PlannedJob]) -> list[list[PlannedJob]]:
     for job in planned:
         groups.setdefault(job.spec.train_key, []).append(job)
     return list(groups.values())
+
+
+def lost_events(
+    task: list[PlannedJob], job_id: int, worker: int, why: str, on_event: Callable[[Event], None]
+) -> None:
+    """Report ``job_id`` lost with ``why``, and the jobs after it in its task as not run.
+
+    The later jobs would have loaded the checkpoint the lost one was making;
+    they are recorded failed (so the run says what is missing, and
+    ``--rerun failed`` runs the whole group again), never left pending.
+    """
+    ids = [p.job_id for p in task]
+    position = ids.index(job_id) if job_id in ids else len(ids)
+    on_event(Event("lost", worker, job_id, detail=why))
+    lost_label = task[position].spec.label if position < len(ids) else f"job {job_id}"
+    for later in task[position + 1 :]:
+        on_event(
+            Event(
+                "lost",
+                worker,
+                later.job_id,
+                detail=f"not run: it shares its training with {lost_label}, which was lost ({why})",
+            )
+        )
 
 
 @dataclass(frozen=True)
@@ -70,22 +102,22 @@ def plan_workers(devices: str, workers: int | None) -> list[WorkerSlot]:
     the machine with others, or want one thread per job for stable timings).
     """
     gpus = _visible_gpus() if devices == "auto" else [] if devices == "cpu" else _parse_gpus(devices)
-    cores = _usable_cores()
+    cores = usable_cores()
     if gpus:
         if workers is not None and workers != len(gpus):
             raise UserError(f"--workers {workers}: with GPUs segbench runs one worker per GPU ({len(gpus)})")
-        threads = _threads_override() or max(1, cores // len(gpus))
+        threads = threads_override() or max(1, cores // len(gpus))
         return [WorkerSlot(i, "cuda", g, threads=threads) for i, g in enumerate(gpus)]
     n = workers or 1
     if n > cores:
         raise UserError(
             f"--workers {n}: this machine has {cores} usable CPU core(s); each worker needs at least one"
         )
-    threads = _threads_override() or cores // n
+    threads = threads_override() or cores // n
     return [WorkerSlot(i, "cpu", None, threads=threads) for i in range(n)]
 
 
-def _usable_cores() -> int:
+def usable_cores() -> int:
     """Cores this process may run on (CPU affinity / cpusets), not every core of the machine."""
     try:
         return len(os.sched_getaffinity(0)) or 1
@@ -93,7 +125,7 @@ def _usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _threads_override() -> int | None:
+def threads_override() -> int | None:
     value = os.environ.get("OMP_NUM_THREADS", "").strip()
     if not value:
         return None
@@ -126,43 +158,9 @@ def _visible_gpus() -> list[str]:
     return [str(i) for i in range(torch.cuda.device_count())]
 
 
-class DeviceLock:
-    """Reader/writer lock across processes: latency is the writer."""
-
-    def __init__(self, ctx: Any) -> None:
-        self._cond = ctx.Condition()
-        self._readers = ctx.Value("i", 0, lock=False)
-        self._writer = ctx.Value("b", False, lock=False)
-        self._waiting_writers = ctx.Value("i", 0, lock=False)
-
-    @contextmanager
-    def shared(self):  # type: ignore[no-untyped-def]
-        with self._cond:
-            self._cond.wait_for(lambda: not self._writer.value and self._waiting_writers.value == 0)
-            self._readers.value += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers.value -= 1
-                self._cond.notify_all()
-
-    @contextmanager
-    def exclusive(self):  # type: ignore[no-untyped-def]
-        with self._cond:
-            self._waiting_writers.value += 1
-            self._cond.wait_for(lambda: not self._writer.value and self._readers.value == 0)
-            self._waiting_writers.value -= 1
-            self._writer.value = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._writer.value = False
-                self._cond.notify_all()
-
-
-def _worker_main(slot: WorkerSlot, tasks: Any, events: Any, lock: DeviceLock, checkpoint_dir: str) -> None:
+def _worker_main(
+    slot: WorkerSlot, tasks: Any, events: Any, lock: NodeDeviceLock, checkpoint_dir: str
+) -> None:
     # The parent decides when to stop: a Ctrl-C in the terminal reaches every
     # process of the group, and workers must not die half-way through a write.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -182,7 +180,7 @@ def _worker_main(slot: WorkerSlot, tasks: Any, events: Any, lock: DeviceLock, ch
         if task is None:
             return
         for job_id, spec in task:
-            events.put(Event("start", slot.index, job_id, detail=spec.label))
+            events.put(Event("start", slot.index, job_id, detail=spec.label, device=slot.device))
 
             def report(stage: str, detail: str, job_id: int = job_id) -> None:
                 events.put(Event("stage", slot.index, job_id, stage=stage, detail=detail))
@@ -199,25 +197,31 @@ def _null():  # type: ignore[no-untyped-def]
 class LocalBackend:
     """A pool of spawned worker processes on this machine."""
 
-    def __init__(self, slots: list[WorkerSlot], checkpoint_dir: Path) -> None:
+    def __init__(self, slots: list[WorkerSlot]) -> None:
         self.slots = slots
-        self.checkpoint_dir = checkpoint_dir
 
-    def run(self, tasks: list[list[PlannedJob]], on_event: Callable[[Event], None]) -> None:
+    def run(
+        self, tasks: list[list[PlannedJob]], on_event: Callable[[Event], None], checkpoint_dir: Path
+    ) -> None:
         ctx = mp.get_context("spawn")
         task_q, event_q = ctx.Queue(), ctx.Queue()
-        lock = DeviceLock(ctx)
-        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        lock = NodeDeviceLock("cpu")
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
         for task in tasks:
             task_q.put([(p.job_id, p.spec) for p in task])
         n = min(len(self.slots), len(tasks))
         for _ in range(n):
             task_q.put(None)
+        task_of = {p.job_id: task for task in tasks for p in task}
         procs: dict[int, Any] = {}
         running: dict[int, int | None] = {}
-        for slot in self.slots[:n]:
-            procs[slot.index] = self._start(ctx, slot, task_q, event_q, lock)
+
+        def start(slot: WorkerSlot) -> None:
+            procs[slot.index] = self._start(ctx, slot, task_q, event_q, lock, checkpoint_dir)
             running[slot.index] = None
+
+        for slot in self.slots[:n]:
+            start(slot)
         try:
             while procs:
                 try:
@@ -228,14 +232,32 @@ class LocalBackend:
                         # A worker flushes its queue before it exits: drain first, so a
                         # result that is already on its way is not mistaken for a loss.
                         self._drain(event_q, running, on_event)
-                        self._reap(dead, procs, running, on_event)
+                        for index in dead:
+                            proc = procs.pop(index)
+                            job_id = running.pop(index, None)
+                            if job_id is None and proc.exitcode == 0:
+                                continue  # its queue ran dry: a normal end
+                            if job_id is not None:
+                                why = f"worker process died (exit code {proc.exitcode})"
+                                lost_events(task_of[job_id], job_id, index, why, on_event)
+                            # It died before taking the end-of-queue marker meant for it: a
+                            # fresh worker takes that marker, and the tasks still queued before it.
+                            start(self.slots[index])
         finally:
             for proc in procs.values():
                 proc.terminate()
             for proc in procs.values():
                 proc.join(timeout=10)
 
-    def _start(self, ctx: Any, slot: WorkerSlot, task_q: Any, event_q: Any, lock: DeviceLock) -> Any:
+    def _start(
+        self,
+        ctx: Any,
+        slot: WorkerSlot,
+        task_q: Any,
+        event_q: Any,
+        lock: NodeDeviceLock,
+        checkpoint_dir: Path,
+    ) -> Any:
         env_before = os.environ.get("CUDA_VISIBLE_DEVICES")
         if slot.visible_gpu is not None:
             # Pinned before the child imports torch: each worker sees exactly one GPU.
@@ -243,7 +265,7 @@ class LocalBackend:
         try:
             proc = ctx.Process(
                 target=_worker_main,
-                args=(slot, task_q, event_q, lock, str(self.checkpoint_dir)),
+                args=(slot, task_q, event_q, lock, str(checkpoint_dir)),
                 name=f"segbench-worker-{slot.index}",
                 daemon=True,
             )
@@ -270,19 +292,3 @@ class LocalBackend:
                 self._dispatch(event_q.get(timeout=0.2), running, on_event)
             except queue.Empty:
                 return
-
-    @staticmethod
-    def _reap(
-        dead: list[int],
-        procs: dict[int, Any],
-        running: dict[int, int | None],
-        on_event: Callable[[Event], None],
-    ) -> None:
-        """A worker that exited: normal when its queue ran dry, a lost job if it died mid-job."""
-        for index in dead:
-            proc = procs.pop(index)
-            job_id = running.pop(index, None)
-            if job_id is not None:
-                on_event(
-                    Event("lost", index, job_id, detail=f"worker process died (exit code {proc.exitcode})")
-                )

@@ -143,7 +143,7 @@ class Recorder:
                 best[job.job_key] = job
         return best
 
-    def mark_running(self, job_id: int, device: str) -> None:
+    def mark_running(self, job_id: int, device: str | None) -> None:
         with self.db.session() as s:
             job = s.get(Job, job_id)
             assert job is not None

@@ -1,0 +1,194 @@
+"""The Ray backend: the same tasks as the local pool, placed by Ray on a cluster's nodes.
+
+For users who outgrow one machine. Each task (the jobs that share one trained
+checkpoint) becomes one Ray task: it asks for one GPU when the cluster has GPUs
+(the GPU is then its own, as with the local pool), else for ``threads`` CPUs.
+The task is a generator, so its events (job started, stage reached, result)
+stream back to this process as they happen, and this process stays the single
+database writer: workers never see the database, whatever the cluster.
+
+Latency needs its device to itself. A GPU task owns its GPU. CPU tasks that
+Ray puts on one node meet on that node's :class:`NodeDeviceLock`: latency takes
+it exclusively, training and evaluation share it.
+
+Without ``address`` a local Ray instance is started for the run (and stopped
+after); with one (``auto``, ``ray://head:10001``) the run joins that cluster,
+whose nodes must have segbench and the suite's model code installed. Tasks are
+not retried: a task whose worker dies reports its job as lost, and
+``segbench run --rerun failed`` runs it again.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import socket
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from segbench.errors import UserError
+from segbench.runner.scheduler import Event, lost_events, threads_override, usable_cores
+from segbench.store.recorder import PlannedJob
+
+
+@dataclass(frozen=True)
+class RaySlot:
+    """What one Ray task asks for and runs with."""
+
+    gpu: bool
+    threads: int
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise UserError("--backend ray needs Ray: pip install 'segbench[ray]' (or pip install ray)") from None
+    return ray
+
+
+def _run_task(
+    task: list[tuple[int, Any]], slot: RaySlot, checkpoint_dir: str, sys_path: list[str]
+) -> Iterator[Event]:
+    """Runs on a Ray worker: the jobs of one task in order, yielding their events as they happen."""
+    # The driver's import path, as a spawned local worker gets it, so that import-path
+    # models (``mymodels:tiny``) resolve the same way on a worker of this machine.
+    sys.path[:0] = [p for p in sys_path if p not in sys.path and os.path.isdir(p)]
+    import torch
+
+    from segbench.runner.node_lock import NodeDeviceLock
+    from segbench.runner.pipeline import JobContext
+
+    torch.set_num_threads(slot.threads)
+    device = "cuda" if slot.gpu else "cpu"
+    lock = None if slot.gpu else NodeDeviceLock("cpu")
+    ctx = JobContext(
+        device=device,
+        checkpoint_dir=Path(checkpoint_dir),
+        exclusive=lock.exclusive if lock else nullcontext,
+        shared=lock.shared if lock else nullcontext,
+    )
+    where = f"{device}@{socket.gethostname()}"
+    # run_job reports its stages through a callback; running it in a thread lets them
+    # stream out of this generator while the job runs, instead of all at its end.
+    events: queue.SimpleQueue[Event] = queue.SimpleQueue()
+    for job_id, spec in task:
+        yield Event("start", 0, job_id, detail=spec.label, device=where)
+        thread = threading.Thread(
+            target=_run_one, args=(spec, job_id, ctx, where, events), name=f"segbench-job-{job_id}"
+        )
+        thread.start()
+        while (event := events.get()).kind != "result":
+            yield event
+        thread.join()
+        yield event
+
+
+def _run_one(spec: Any, job_id: int, ctx: Any, where: str, events: queue.SimpleQueue[Event]) -> None:
+    from segbench.runner.pipeline import run_job
+
+    def report(stage: str, detail: str) -> None:
+        events.put(Event("stage", 0, job_id, stage=stage, detail=detail))
+
+    result = run_job(spec, ctx, report)
+    result.device = where
+    events.put(Event("result", 0, job_id, result=result))
+
+
+class RayBackend:
+    """Tasks as Ray tasks; their events come back here, to the single database writer."""
+
+    def __init__(self, address: str | None, devices: str, workers: int | None) -> None:
+        if devices not in ("auto", "cpu"):
+            raise UserError(
+                f"--devices {devices}: with --backend ray, Ray places the jobs; use auto (GPUs when the "
+                "cluster has them) or cpu"
+            )
+        self.ray = _import_ray()
+        self.address = address
+        self.devices = devices
+        self.workers = workers
+
+    def _slot(self) -> RaySlot:
+        resources = self.ray.cluster_resources()
+        if self.devices == "auto" and resources.get("GPU", 0) >= 1:
+            return RaySlot(gpu=True, threads=threads_override() or 1)
+        node_cpus = [
+            int(node["Resources"].get("CPU", 0))
+            for node in self.ray.nodes()
+            if node.get("Alive") and node["Resources"].get("CPU", 0) >= 1
+        ]
+        if not node_cpus:
+            raise UserError("the Ray cluster has no node with a CPU to run jobs on")
+        smallest = min(node_cpus)
+        workers = self.workers or 1
+        if workers > smallest:
+            raise UserError(
+                f"--workers {workers}: the smallest Ray node has {smallest} CPU(s); each job needs at least one"
+            )
+        return RaySlot(gpu=False, threads=threads_override() or smallest // workers)
+
+    def run(
+        self, tasks: list[list[PlannedJob]], on_event: Callable[[Event], None], checkpoint_dir: Path
+    ) -> None:
+        ray = self.ray
+        started_here = not ray.is_initialized()
+        if started_here:
+            options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+            if self.address is None:
+                options["num_cpus"] = usable_cores()
+            ray.init(address=self.address, **options)
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        generators: dict[Any, int] = {}
+        try:
+            slot = self._slot()
+            remote = ray.remote(_run_task).options(
+                num_cpus=1 if slot.gpu else slot.threads, num_gpus=1 if slot.gpu else 0, max_retries=0
+            )
+            for index, task in enumerate(tasks):
+                payload = [(p.job_id, p.spec) for p in task]
+                generators[remote.remote(payload, slot, str(checkpoint_dir), list(sys.path))] = index
+            self._follow(generators, tasks, on_event)
+        finally:
+            for gen in generators:
+                ray.cancel(gen, force=True)
+            if started_here:
+                ray.shutdown()
+
+    def _follow(
+        self, generators: dict[Any, int], tasks: list[list[PlannedJob]], on_event: Callable[[Event], None]
+    ) -> None:
+        """Pass every task's events on, with a progress line per running task, until all end."""
+        ray = self.ray
+        finished: dict[int, int] = {}  # task index -> how many of its jobs have a result
+        lines: dict[int, int] = {}  # task index -> progress line
+        while generators:
+            ready, _ = ray.wait(list(generators), num_returns=1, timeout=0.5)
+            for gen in ready:
+                index = generators[gen]
+                try:
+                    event = ray.get(next(gen))
+                except StopIteration:
+                    del generators[gen]
+                    lines.pop(index, None)
+                    continue
+                except (ray.exceptions.RayError, OSError) as exc:
+                    # the task's worker died (killed, out of memory, node lost): the job it was on
+                    # is lost, and so are the jobs after it, which needed its checkpoint
+                    del generators[gen]
+                    task, done = tasks[index], finished.get(index, 0)
+                    if done < len(task):
+                        first = next(iter(str(exc).strip().splitlines()), type(exc).__name__)
+                        why = f"Ray task failed: {first}"
+                        lost_events(task, task[done].job_id, lines.pop(index, 0), why, on_event)
+                    continue
+                if index not in lines:
+                    lines[index] = min(set(range(len(lines) + 1)) - set(lines.values()))
+                if event.kind == "result":
+                    finished[index] = finished.get(index, 0) + 1
+                on_event(replace(event, worker=lines[index]))
