@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from segbench.report.query import ReportData
 
 
 @pytest.fixture(scope="module")
@@ -16,3 +20,16 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> ReportData:
+    """The report fixture run (``tests/report_fixtures.py``) as ``segbench report`` loads it."""
+    from segbench.report.query import load_report_data
+    from tests.report_fixtures import build_report_db
+
+    db = build_report_db(tmp_path_factory.mktemp("report") / "results.db")
+    try:
+        return load_report_data(db)
+    finally:
+        db.close()

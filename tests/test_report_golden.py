@@ -25,15 +25,6 @@ from tests.report_fixtures import build_report_db
 GOLDEN = Path(__file__).with_name("golden")
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> ReportData:
-    db = build_report_db(tmp_path_factory.mktemp("golden") / "results.db")
-    try:
-        return load_report_data(db)
-    finally:
-        db.close()
-
-
 def check_golden(name: str, text: str) -> None:
     path = GOLDEN / name
     if os.environ.get("SEGBENCH_UPDATE_GOLDEN") == "1":

@@ -15,15 +15,6 @@ from segbench.report.query import ReportData, load_report_data
 from tests.report_fixtures import ROWS, build_report_db
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> ReportData:
-    db = build_report_db(tmp_path_factory.mktemp("pivot") / "results.db")
-    try:
-        return load_report_data(db)
-    finally:
-        db.close()
-
-
 def seed_values(metric: str, **factors: object) -> list[float]:
     return [
         numbers[metric]

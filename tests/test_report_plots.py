@@ -161,8 +161,8 @@ def test_write_plots_writes_pngs_for_every_figure_and_sample(db: Database, tmp_p
     assert written[4].read_bytes() == sample_png(0, 0, 0)
 
 
-def test_rows_that_look_alike_map_in_table_order(tmp_path: Path) -> None:
-    """``report.rows: [width]`` hides flip and scales: both TTA rows show width 32 only."""
+def test_rows_map_to_their_jobs_in_table_order_when_report_rows_leaves_factors_out(tmp_path: Path) -> None:
+    """``report.rows: [width]`` leaves flip and scales out; the table brings the scales back."""
     from tests.report_fixtures import SUITE_TEXT
 
     db = build_report_db(
@@ -176,9 +176,9 @@ def test_rows_that_look_alike_map_in_table_order(tmp_path: Path) -> None:
         db.close()
     assert [r.label for r in rows] == [
         "channels=16",
-        "channels: channels=32",  # duplicated labels name their block
-        "test-time augmentation: channels=32",
-        "test-time augmentation: channels=32",
+        "channels=32",
+        "channels=32, MS scales=1.0",
+        "channels=32, MS scales=0.75,1.0,1.25",
     ]
     assert [r.job_ids for r in rows] == [[1, 2], [3, 4], [5, 6], [7, 8]]
     # the mapping agrees with the table's own numbers: row 4 is the multi-scale row with one seed

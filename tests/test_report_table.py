@@ -5,19 +5,9 @@ from __future__ import annotations
 import pytest
 
 from segbench.config import ReportSettings
-from segbench.report.query import ReportData, load_report_data
+from segbench.report.query import ReportData
 from segbench.report.render import markdown
 from segbench.report.table import build_table
-from tests.report_fixtures import build_report_db
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> ReportData:
-    db = build_report_db(tmp_path_factory.mktemp("table") / "results.db")
-    try:
-        return load_report_data(db)
-    finally:
-        db.close()
 
 
 def rows_of(text: str) -> list[list[str]]:

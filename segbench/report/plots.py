@@ -102,9 +102,9 @@ def table_rows(db: Database, data: ReportData, table: Table) -> list[RowJobs]:
     """Each table row with its jobs, in the table's order.
 
     A :class:`Row` keeps its factor values but not its jobs, so the jobs are
-    matched back by block and by every factor the row shows; rows that look the
-    same (the suite's ``report.rows`` hides a factor) take their groups in the
-    order the table made them.
+    matched back by block and by every factor the row shows; rows that still
+    look the same take their groups in the order the table made them, and
+    labels that repeat across blocks name their block.
     """
     jobs = data.jobs.sort_values("position", kind="stable")
     extra = [c for c in ("model_label", "dataset_label") if jobs[c].nunique() > 1]
