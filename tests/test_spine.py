@@ -197,14 +197,18 @@ def _ignore_sigint() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_ctrl_c_keeps_finished_jobs(workspace: Path, stop: signal.Signals) -> None:
+@pytest.mark.parametrize(
+    ("stop", "backend"),
+    [(signal.SIGINT, "local"), (signal.SIGTERM, "local"), (signal.SIGTERM, "ray")],
+    ids=["SIGINT", "SIGTERM", "SIGTERM-ray"],  # ray.init installs a SIGTERM handler of its own
+)
+def test_ctrl_c_keeps_finished_jobs(workspace: Path, stop: signal.Signals, backend: str) -> None:
     # A short job first, then one that would train for hours: the signal always lands mid-run.
     text = SUITE.replace("width: [4, 8]", "width: [4]\n    train.iterations: [3, 1000000]")
     (workspace / "suite.yaml").write_text(text)
     env = {**os.environ, "PYTHONPATH": str(REPO), "SEGBENCH_DB": "", "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "segbench", "run", "suite.yaml", "--devices", "cpu"],
+        [sys.executable, "-m", "segbench", "run", "suite.yaml", "--devices", "cpu", "--backend", backend],
         cwd=workspace,
         env=env,
         stdout=subprocess.PIPE,

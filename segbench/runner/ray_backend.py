@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import queue
+import signal
 import socket
 import sys
 import threading
@@ -100,6 +101,12 @@ def _run_one(spec: Any, job_id: int, ctx: Any, where: str, events: queue.SimpleQ
     events.put(Event("result", 0, job_id, result=result))
 
 
+def _signal_handlers() -> dict[signal.Signals, Any]:
+    if threading.current_thread() is not threading.main_thread():
+        return {}  # only the main thread may set them, and only there are they delivered
+    return {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
 class RayBackend:
     """Tasks as Ray tasks; their events come back here, to the single database writer."""
 
@@ -142,7 +149,12 @@ class RayBackend:
             options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
             if self.address is None:
                 options["num_cpus"] = usable_cores()
+            # ray.init installs signal handlers of its own (SIGTERM → sys.exit); the run's
+            # handlers, which stop it cleanly and record it interrupted, must stay in charge.
+            handlers = _signal_handlers()
             ray.init(address=self.address, **options)
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
         generators: dict[Any, int] = {}
         try:
