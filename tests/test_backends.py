@@ -179,3 +179,46 @@ def _gate_is_free(directory: Path) -> bool:
         return False
     finally:
         os.close(fd)
+
+
+def test_a_long_training_pauses_for_a_waiting_latency_measurement(tmp_path: Path) -> None:
+    """Training calls pause() every few iterations; a measurement need not wait for it to end."""
+    stop, measured, steps_during = threading.Event(), threading.Event(), []
+    steps = 0
+
+    def training() -> None:
+        nonlocal steps
+        with NodeDeviceLock("cpu", tmp_path).shared() as hold:
+            while not stop.is_set():
+                steps += 1
+                hold.pause()
+                threading.Event().wait(0.005)
+
+    def latency() -> None:
+        with NodeDeviceLock("cpu", tmp_path).exclusive():
+            before = steps
+            threading.Event().wait(0.2)
+            steps_during.append(steps - before)
+        measured.set()
+
+    trainer = threading.Thread(target=training)
+    trainer.start()
+    while steps < 3:
+        threading.Event().wait(0.01)
+    writer = threading.Thread(target=latency)
+    writer.start()
+    try:
+        assert measured.wait(10), "the measurement waited for the training to end"
+        # while it measured, the training stood still (at most the step it was in finished)
+        assert steps_during[0] <= 1
+        at_measurement = steps
+        for _ in range(1000):  # and it goes on afterwards
+            if steps >= at_measurement + 3:
+                break
+            threading.Event().wait(0.01)
+        else:
+            raise AssertionError("the training did not resume after the measurement")
+    finally:
+        stop.set()
+        trainer.join(10)
+        writer.join(10)

@@ -39,6 +39,34 @@ def _flocked(path: Path, mode: int) -> Iterator[None]:
         os.close(fd)  # closing the description releases the lock
 
 
+class SharedHold:
+    """A shared hold that can step aside: long training pauses for a waiting latency measurement.
+
+    Without it a measurement waits for every other training on the machine to
+    end, which can be hours; with :meth:`pause` called every few iterations, it
+    waits a few iterations and the trainings pause for as long as it measures.
+    """
+
+    def __init__(self, lock: NodeDeviceLock, fd: int) -> None:
+        self._lock = lock
+        self._fd = fd
+
+    def pause(self) -> None:
+        """If a measurement waits (it holds the turnstile), let it run, then take the hold back."""
+        gate = os.open(self._lock.gate, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(gate, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return  # nobody waits: keep going
+            except BlockingIOError:
+                pass
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            fcntl.flock(gate, fcntl.LOCK_EX)  # through the turnstile once the measurement is done
+            fcntl.flock(self._fd, fcntl.LOCK_SH)
+        finally:
+            os.close(gate)
+
+
 class NodeDeviceLock:
     """Shared for training and evaluation, exclusive for latency, across processes of one machine.
 
@@ -55,7 +83,7 @@ class NodeDeviceLock:
         self.gate.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     @contextmanager
-    def shared(self) -> Iterator[None]:
+    def shared(self) -> Iterator[SharedHold]:
         self._ready()
         with _flocked(self.gate, fcntl.LOCK_EX):
             fd = os.open(self.lock, os.O_RDWR | os.O_CREAT, 0o600)
@@ -65,7 +93,7 @@ class NodeDeviceLock:
                 os.close(fd)
                 raise
         try:
-            yield
+            yield SharedHold(self, fd)
         finally:
             os.close(fd)
 

@@ -29,7 +29,8 @@ class JobContext:
     checkpoint_dir: Path
     #: held around the latency stage so it never shares its device with other work
     exclusive: Callable[[], Any] = nullcontext
-    #: held around training/evaluation: shared with other workers, excluded by latency
+    #: held around training/evaluation: shared with other workers, excluded by latency; what it
+    #: yields (if not None) has ``pause()``, which training calls to let a waiting measurement in
     shared: Callable[[], Any] = nullcontext
 
 
@@ -227,10 +228,13 @@ def _train(
     )
     ckpt = ctx.checkpoint_dir / f"{spec.train_key}.pt"
 
-    def progress(it: int, total: int, loss: float) -> None:
-        report("train", f"{it}/{total} loss {loss:.3f}")
+    with ctx.shared() as hold:
 
-    with ctx.shared():
+        def progress(it: int, total: int, loss: float) -> None:
+            report("train", f"{it}/{total} loss {loss:.3f}")
+            if hold is not None:
+                hold.pause()  # a latency measurement elsewhere on this machine waits: let it run
+
         out = train(
             model,
             dataset,
