@@ -222,3 +222,24 @@ def test_a_long_training_pauses_for_a_waiting_latency_measurement(tmp_path: Path
         stop.set()
         trainer.join(10)
         writer.join(10)
+
+
+def test_ray_placement_one_job_per_gpu_with_its_share_of_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Placement on a cluster that declares 2 GPUs and 2 CPUs (nothing runs on them here)."""
+    import ray
+
+    from segbench.errors import UserError
+    from segbench.runner.ray_backend import RayBackend, RaySlot
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        assert RayBackend(None, "auto", None).placement() == RaySlot(gpu=True, threads=1)
+        assert RayBackend(None, "cpu", None).placement() == RaySlot(gpu=False, threads=2)
+        assert RayBackend(None, "cpu", 2).placement() == RaySlot(gpu=False, threads=1)
+        with pytest.raises(UserError, match="with GPUs segbench runs one job per GPU"):
+            RayBackend(None, "auto", 2).placement()
+        with pytest.raises(UserError, match="the smallest Ray node has 2 CPU"):
+            RayBackend(None, "cpu", 3).placement()
+    finally:
+        ray.shutdown()

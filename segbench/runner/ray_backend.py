@@ -121,15 +121,16 @@ class RayBackend:
         self.devices = devices
         self.workers = workers
 
-    def _slot(self) -> RaySlot:
-        resources = self.ray.cluster_resources()
-        if self.devices == "auto" and resources.get("GPU", 0) >= 1:
-            return RaySlot(gpu=True, threads=threads_override() or 1)
-        node_cpus = [
-            int(node["Resources"].get("CPU", 0))
-            for node in self.ray.nodes()
-            if node.get("Alive") and node["Resources"].get("CPU", 0) >= 1
-        ]
+    def placement(self) -> RaySlot:
+        """One GPU per job when the cluster has GPUs (with its node's share of CPUs), else CPUs."""
+        nodes = [n["Resources"] for n in self.ray.nodes() if n.get("Alive")]
+        gpu_nodes = [r for r in nodes if r.get("GPU", 0) >= 1]
+        if self.devices == "auto" and gpu_nodes:
+            if self.workers is not None:
+                raise UserError(f"--workers {self.workers}: with GPUs segbench runs one job per GPU")
+            share = min(int(r.get("CPU", 0) // r["GPU"]) for r in gpu_nodes)
+            return RaySlot(gpu=True, threads=threads_override() or max(1, share))
+        node_cpus = [int(r.get("CPU", 0)) for r in nodes if r.get("CPU", 0) >= 1]
         if not node_cpus:
             raise UserError("the Ray cluster has no node with a CPU to run jobs on")
         smallest = min(node_cpus)
@@ -158,9 +159,9 @@ class RayBackend:
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
         generators: dict[Any, int] = {}
         try:
-            slot = self._slot()
+            slot = self.placement()
             remote = ray.remote(_run_task).options(
-                num_cpus=1 if slot.gpu else slot.threads, num_gpus=1 if slot.gpu else 0, max_retries=0
+                num_cpus=slot.threads, num_gpus=1 if slot.gpu else 0, max_retries=0
             )
             for index, task in enumerate(tasks):
                 payload = [(p.job_id, p.spec) for p in task]
