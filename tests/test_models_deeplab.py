@@ -70,12 +70,37 @@ def test_train_at_16_evaluate_at_8_with_the_same_weights() -> None:
         tiny("deeplabv3", aspp_rates=[6, 7]).set_output_stride(32)
 
 
+@pytest.mark.parametrize("backbone", ["resnet18", "resnet50"])
+def test_output_stride_8_is_the_stride_16_network_sampled_densely(backbone: str) -> None:
+    # What makes DeepLab v3+'s "train at 16, evaluate at 8" sound: at every other position, away
+    # from the zero-padded borders, the re-strided backbone computes what it computed at 16.
+    torch.manual_seed(0)
+    net = build_model("deeplabv3plus", num_classes=7, backbone=backbone, width=0.25, decoder=False).eval()
+    x = torch.randn(1, 3, 256, 256)
+    with torch.no_grad():
+        at16 = net.backbone(x)["out"]
+        net.set_output_stride(8)
+        at8 = net.backbone(x)["out"]
+    assert at8.shape[-1] == 2 * at16.shape[-1] == 32
+    inner = (..., slice(4, -4), slice(4, -4))
+    scale = at16.abs().mean().item()
+    torch.testing.assert_close(at8[..., ::2, ::2][inner], at16[inner], rtol=1e-4, atol=1e-4 * scale)
+    # the conv that lost its stride reads the grid at the old rate; what follows it, the new one
+    first = net.backbone.layer3[0]
+    strided = first.conv2 if backbone == "resnet50" else first.conv1
+    assert strided.stride == (1, 1) and strided.dilation == (1, 1)
+    assert net.backbone.layer3[1].conv2.dilation == (2, 2)
+
+
 def test_multi_grid_defaults_to_deeplab_v3s_on_resnets() -> None:
     with torch.device("meta"):
         model = build_model("deeplabv3", num_classes=21, backbone="resnet50")
         flat = build_model("deeplabv3", num_classes=21, backbone="resnet50", multi_grid=[1, 1, 1])
-    assert [unit.conv2.dilation[0] for unit in model.backbone.layer4] == [2, 4, 8]
-    assert [unit.conv2.dilation[0] for unit in flat.backbone.layer4] == [2, 2, 2]
+    # DeepLab v3's block4 rates 2 x (1, 2, 4) at output stride 16. torchvision's ResNet strides
+    # block4 in its first unit's 3x3 conv (TF's in block3's last unit); TF's rule keeps that conv at
+    # the rate of the grid it reads (1), so the multi-grid shows in the units after it.
+    assert [unit.conv2.dilation[0] for unit in model.backbone.layer4] == [1, 4, 8]
+    assert [unit.conv2.dilation[0] for unit in flat.backbone.layer4] == [1, 2, 2]
     with pytest.raises(UserError, match="no multi-grid block"):
         tiny("deeplabv3", backbone="mobilenet_v2", multi_grid=[1, 2, 4])
 

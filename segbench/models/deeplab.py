@@ -329,8 +329,15 @@ def _build(
             f"aspp_rates must be positive integers (at output stride 16), e.g. [6, 12, 18]; got {rates}"
         )
     grid = default_multi_grid(backbone) if multi_grid is None else tuple(multi_grid)
+    # TF DeepLab's rule on ResNets too: evaluation at another output stride than training
+    # (Table 3) is only the same network, sampled more densely, when the strided conv keeps its rate.
     net = build_backbone(
-        backbone, output_stride=output_stride, width=width, multi_grid=grid, deep_stem=bool(deep_stem)
+        backbone,
+        output_stride=output_stride,
+        width=width,
+        multi_grid=grid,
+        deep_stem=bool(deep_stem),
+        strided_conv_keeps_rate=True,
     )
     channels = scaled(256, width)
     aspp = ASPP(net.channels["out"], channels, rates, image_pooling, separable)

@@ -57,12 +57,16 @@ def build_backbone(
     width: float = 1.0,
     multi_grid: Sequence[int] | None = None,
     deep_stem: bool = False,
+    strided_conv_keeps_rate: bool = False,
 ) -> Backbone:
     """Build backbone ``name`` at ``output_stride``.
 
     ``multi_grid`` holds the unit rates of the last block (DeepLab v3's Multi-Grid);
     ``None`` is the backbone's own default (no multi-grid). ``deep_stem`` selects
     PSPNet's three 3x3 convs instead of torchvision's 7x7 stem (ResNets only).
+    ``strided_conv_keeps_rate`` dilates a ResNet the TF DeepLab / torchvision way
+    (the conv that lost its stride keeps the previous rate) instead of PSPNet's
+    stage-wise way; the other backbones always follow DeepLab's rule.
     """
     if name not in _FACTORIES:
         raise UserError(
@@ -80,6 +84,7 @@ def build_backbone(
     kwargs: dict[str, Any] = {"output_stride": output_stride, "width": float(width), "multi_grid": multi_grid}
     if name in RESNETS:
         kwargs["deep_stem"] = deep_stem
+        kwargs["strided_conv_keeps_rate"] = strided_conv_keeps_rate
     return factory(name, **kwargs)
 
 

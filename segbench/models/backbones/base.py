@@ -5,8 +5,8 @@ stride below the nominal one, DeepLab (``stack_blocks_dense`` in the official
 TensorFlow code) walks the chain keeping the current stride and rate: once the
 current stride equals the target, each further unit runs with stride 1 and the
 rate grows by the unit's stride. The unit that lost its stride still runs at the
-old rate; PSPNet's and DeepLab's Caffe ResNets instead dilate a whole stage,
-including its first unit (``dilate_first``).
+old rate; PSPNet's official ResNet instead dilates a whole stage, including its
+first unit (``dilate_first``; see ``resnet.py`` for the DeepLab models' ResNets).
 """
 
 from __future__ import annotations

@@ -4,12 +4,18 @@ Two stems: torchvision's 7x7 conv (parameter names match torchvision's ImageNet
 checkpoints) and PSPNet's deep stem of three 3x3 convs 64-64-128 (names match
 the official PSPNet code's ``resnet50_v2`` initialisation: conv1..3, bn1..3).
 
-Dilation follows PSPNet's and DeepLab's official ResNets: a stage whose stride is
-removed runs *all* its units at the stage's rate (res4 at 2 and res5 at 4 for
-output stride 8). With Multi-Grid (r1, r2, r3) the units of res5 run at
-rate x r_i, so output stride 16 with (1, 2, 4) gives DeepLab v3's rates (2, 4, 8).
-torchvision's own segmentation models keep the first unit at the previous rate;
-the weights are the same either way.
+Two dilation rules, the weights the same under both. PSPNet's official code
+runs *all* units of a stage whose stride is removed at the stage's rate (res4 at
+2 and res5 at 4 for output stride 8): the default. DeepLab's TF code
+(``stack_blocks_dense``), and torchvision's ``replace_stride_with_dilation``,
+keep the conv that lost its stride at the rate of the grid it reads, and only
+what follows it at the new rate (``strided_conv_keeps_rate``, which the DeepLab
+models use): then the network at output stride 8 computes, at every other
+position, exactly what it computes at 16, and a model trained at 16 can be
+evaluated at 8. torchvision strides a stage in its first unit's 3x3 conv (TF in
+the previous block's last unit), so under that rule DeepLab v3's Multi-Grid
+(1, 2, 4) on res5 at output stride 16 gives rates (1, 4, 8): the first unit's
+conv is the strided one; the paper's block4 rates (2, 4, 8) sit after TF's stride.
 """
 
 from __future__ import annotations
@@ -42,12 +48,14 @@ class ResNetBackbone(Backbone):
         width: float = 1.0,
         multi_grid: Sequence[int] | None = None,
         deep_stem: bool = False,
+        strided_conv_keeps_rate: bool = False,
     ) -> None:
         block, depths = _SPECS[name]
         planes = [scaled(64 * 2**i, width) for i in range(4)]
         outs = [p * block.expansion for p in planes]
         super().__init__(name, {"low_level": outs[0], "mid_level": outs[1], "aux": outs[2], "out": outs[3]})
         self.deep_stem = deep_stem
+        self.strided_conv_keeps_rate = strided_conv_keeps_rate
         self.multi_grid = check_multi_grid(name, multi_grid, depths[3])
         if deep_stem:
             stem = [scaled(64, width), scaled(64, width), scaled(128, width)]
@@ -77,12 +85,25 @@ class ResNetBackbone(Backbone):
         return [4, 1, 2, 2, 2]
 
     def apply_plan(self, plan: list[tuple[int, int]]) -> None:
+        """Each stage at its plan's rate; see ``strided_conv_keeps_rate`` for its first 3x3 conv.
+
+        With ``strided_conv_keeps_rate`` the conv that lost its stride keeps the
+        rate of the grid it reads (the rate before the stage), as torchvision's
+        ``replace_stride_with_dilation`` and DeepLab's TF ``stack_blocks_dense``
+        do: the network at output stride 8 then computes exactly, at every other
+        position, what it computes at 16 (away from the borders), which is what
+        lets DeepLab evaluate at another output stride than it trained at.
+        Without it the whole stage takes the new rate (PSPNet's official code).
+        """
+        before = plan[0][1]
         for (stride, rate), layer in zip(
             plan[1:], (self.layer1, self.layer2, self.layer3, self.layer4), strict=True
         ):
             grid = self.multi_grid if layer is self.layer4 else (1,) * len(layer)
             for i, (unit, unit_rate) in enumerate(zip(layer, grid, strict=True)):
-                _set_unit(unit, stride if i == 0 else 1, rate * unit_rate)
+                strided_rate = before if i == 0 and self.strided_conv_keeps_rate else rate * unit_rate
+                _set_unit(unit, stride if i == 0 else 1, rate * unit_rate, strided_rate)
+            before = rate
 
     def extract(self, x: Tensor) -> dict[str, Tensor]:
         x = self.relu(self.bn1(self.conv1(x)))
@@ -109,11 +130,12 @@ def _stage(
     return nn.Sequential(*layers)
 
 
-def _set_unit(unit: nn.Module, stride: int, rate: int) -> None:
+def _set_unit(unit: nn.Module, stride: int, rate: int, strided_rate: int) -> None:
+    """``strided_rate`` for the unit's (nominally) strided 3x3 conv, ``rate`` for the 3x3 after it."""
     if isinstance(unit, Bottleneck):
-        set_conv_geometry(unit.conv2, stride, rate)  # torchvision strides the 3x3 ("ResNet v1.5")
+        set_conv_geometry(unit.conv2, stride, strided_rate)  # torchvision strides the 3x3 ("ResNet v1.5")
     else:
-        set_conv_geometry(unit.conv1, stride, rate)
+        set_conv_geometry(unit.conv1, stride, strided_rate)
         set_conv_geometry(unit.conv2, 1, rate)
     if unit.downsample is not None:
         set_conv_geometry(unit.downsample[0], stride, 1)
