@@ -157,6 +157,9 @@ class RayBackend:
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        # Workers need not share this process's working directory: send absolute paths.
+        checkpoints = str(checkpoint_dir.resolve())
+        import_path = [os.path.abspath(p) if p else os.getcwd() for p in sys.path]
         generators: dict[Any, int] = {}
         try:
             slot = self.placement()
@@ -165,7 +168,7 @@ class RayBackend:
             )
             for index, task in enumerate(tasks):
                 payload = [(p.job_id, p.spec) for p in task]
-                generators[remote.remote(payload, slot, str(checkpoint_dir), list(sys.path))] = index
+                generators[remote.remote(payload, slot, checkpoints, import_path)] = index
             self._follow(generators, tasks, on_event)
         finally:
             for gen in generators:
