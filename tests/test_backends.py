@@ -119,6 +119,8 @@ def test_bad_placement_options_are_refused_before_anything_is_recorded(tmp_path:
     for args, message in (
         (["--backend", "ray", "--devices", "0,1"], "with --backend ray, Ray places the jobs"),
         (["--ray-address", "auto"], "--ray-address auto goes with --backend ray"),
+        # no cluster runs here: the address is tried before anything is recorded
+        (["--backend", "ray", "--ray-address", "auto"], "--ray-address auto: Could not find any running Ray"),
     ):
         refused = segbench("run", "suite.yaml", *args, cwd=tmp_path)
         assert refused.returncode == 2 and message in refused.stderr, refused.stderr

@@ -120,6 +120,25 @@ class RayBackend:
         self.address = address
         self.devices = devices
         self.workers = workers
+        self._owned = False  # this process connected (or started a local Ray): it disconnects
+        if address is not None and not self.ray.is_initialized():
+            self._connect()  # a wrong address is refused before the run is recorded
+
+    def _connect(self) -> None:
+        options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+        if self.address is None:
+            options["num_cpus"] = usable_cores()  # a local instance for this run
+        # ray.init installs signal handlers of its own (SIGTERM → sys.exit); the run's
+        # handlers, which stop it cleanly and record it interrupted, must stay in charge.
+        handlers = _signal_handlers()
+        try:
+            self.ray.init(address=self.address, **options)
+        except ConnectionError as exc:
+            raise UserError(f"--ray-address {self.address}: {exc}") from None
+        finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+        self._owned = True
 
     def placement(self) -> RaySlot:
         """One GPU per job when the cluster has GPUs (with its node's share of CPUs), else CPUs."""
@@ -145,17 +164,8 @@ class RayBackend:
         self, tasks: list[list[PlannedJob]], on_event: Callable[[Event], None], checkpoint_dir: Path
     ) -> None:
         ray = self.ray
-        started_here = not ray.is_initialized()
-        if started_here:
-            options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
-            if self.address is None:
-                options["num_cpus"] = usable_cores()
-            # ray.init installs signal handlers of its own (SIGTERM → sys.exit); the run's
-            # handlers, which stop it cleanly and record it interrupted, must stay in charge.
-            handlers = _signal_handlers()
-            ray.init(address=self.address, **options)
-            for sig, handler in handlers.items():
-                signal.signal(sig, handler)
+        if not ray.is_initialized():
+            self._connect()
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
         # Workers need not share this process's working directory: send absolute paths.
         checkpoints = str(checkpoint_dir.resolve())
@@ -173,8 +183,9 @@ class RayBackend:
         finally:
             for gen in generators:
                 ray.cancel(gen, force=True)
-            if started_here:
+            if self._owned:
                 ray.shutdown()
+                self._owned = False
 
     def _follow(
         self, generators: dict[Any, int], tasks: list[list[PlannedJob]], on_event: Callable[[Event], None]
