@@ -26,6 +26,7 @@ import signal
 import socket
 import sys
 import threading
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from segbench.errors import UserError
+from segbench.runner.results import JobResult
 from segbench.runner.scheduler import Event, lost_events, threads_override, usable_cores
 from segbench.store.recorder import PlannedJob
 
@@ -96,9 +98,18 @@ def _run_one(spec: Any, job_id: int, ctx: Any, where: str, events: queue.SimpleQ
     def report(stage: str, detail: str) -> None:
         events.put(Event("stage", 0, job_id, stage=stage, detail=detail))
 
-    result = run_job(spec, ctx, report)
+    try:
+        result = run_job(spec, ctx, report)
+    except BaseException as exc:  # run_job records a job's own failures; this is the worker's
+        result = JobResult(
+            job_key=spec.job_key,
+            ok=False,
+            error=f"{type(exc).__name__}: {exc}",
+            traceback=traceback.format_exc(),
+            failed_stage="worker",
+        )
     result.device = where
-    events.put(Event("result", 0, job_id, result=result))
+    events.put(Event("result", 0, job_id, result=result))  # always: the generator waits for it
 
 
 def _signal_handlers() -> dict[signal.Signals, Any]:
