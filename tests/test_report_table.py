@@ -48,3 +48,22 @@ def test_a_baseline_matching_several_rows_compares_each_row_with_its_own(data: R
     wide = next(r for r in rows if r.factors["width"] == 32 and r.factors.get("eval.flip") is None)
     assert narrow.cells["ΔmIoU"].value == pytest.approx(narrow.cells["mIoU"].value - wide.cells["mIoU"].value)
     assert [r.is_baseline for r in rows] == [False, True, True, True]
+
+
+def test_a_block_without_named_variants_prints_no_variant_column() -> None:
+    from segbench.report.table import Block, Row, Table
+
+    table = Table(
+        "t",
+        "caption",
+        [("variant", "variant"), ("width", "channels")],
+        [],
+        [],
+        [
+            Block("grid", [Row({"width": 8}, {}, "done", seeds=1)]),
+            Block("named", [Row({"variant": "wide", "width": 16}, {}, "done", seeds=1)]),
+        ],
+    )
+    grid, named = [rows_of(part) for part in markdown(table).split("**named**")]
+    assert grid == [["channels"], ["8"]]
+    assert named == [["variant", "channels"], ["wide", "16"]]

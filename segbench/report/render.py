@@ -31,10 +31,19 @@ def markdown(table: Table) -> str:
     for block in table.blocks:
         if many and block.name:
             lines += [f"**{block.name}**", ""]
-        lines.append("| " + " | ".join(headers) + " |")
-        lines.append("|" + "|".join(align) + "|")
+        # Each block is its own table: a block without named variants has no variant column.
+        keep = [
+            i
+            for i in range(len(headers))
+            if i >= nf
+            or table.factor_columns[i][0] != "variant"
+            or any(row.factors.get("variant") for row in block.rows)
+        ]
+        lines.append("| " + " | ".join(headers[i] for i in keep) + " |")
+        lines.append("|" + "|".join(align[i] for i in keep) + "|")
         for row in block.rows:
-            lines.append("| " + " | ".join(c or " " for c in _cells(table, row)) + " |")
+            cells = _cells(table, row)
+            lines.append("| " + " | ".join(cells[i] or " " for i in keep) + " |")
         lines.append("")
     lines.append(f"*{table.caption}*")
     for note in table.notes:
