@@ -28,14 +28,13 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from segbench.errors import UserError
 from segbench.runner.results import JobResult
-from segbench.runner.scheduler import Event, lost_events, threads_override, usable_cores
+from segbench.runner.scheduler import Event, lost_events, threads_override, usable_cores, worker_context
 from segbench.store.recorder import PlannedJob
 
 
@@ -62,20 +61,8 @@ def _run_task(
     # The driver's import path, as a spawned local worker gets it, so that import-path
     # models (``mymodels:tiny``) resolve the same way on a worker of this machine.
     sys.path[:0] = [p for p in sys_path if p not in sys.path and os.path.isdir(p)]
-    import torch
-
-    from segbench.runner.node_lock import NodeDeviceLock
-    from segbench.runner.pipeline import JobContext
-
-    torch.set_num_threads(slot.threads)
     device = "cuda" if slot.gpu else "cpu"
-    lock = None if slot.gpu else NodeDeviceLock("cpu")
-    ctx = JobContext(
-        device=device,
-        checkpoint_dir=Path(checkpoint_dir),
-        exclusive=lock.exclusive if lock else nullcontext,
-        shared=lock.shared if lock else nullcontext,
-    )
+    ctx = worker_context(device, slot.threads, checkpoint_dir)
     where = f"{device}@{socket.gethostname()}"
     # run_job reports its stages through a callback; running it in a thread lets them
     # stream out of this generator while the job runs, instead of all at its end.

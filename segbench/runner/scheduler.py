@@ -20,15 +20,18 @@ import os
 import queue
 import signal
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from segbench.errors import UserError
 from segbench.runner.node_lock import NodeDeviceLock
 from segbench.runner.results import JobResult
 from segbench.store.recorder import PlannedJob
+
+if TYPE_CHECKING:
+    from segbench.runner.pipeline import JobContext
 
 
 @dataclass(frozen=True)
@@ -71,10 +74,9 @@ def lost_events(
     they are recorded failed (so the run says what is missing, and
     ``--rerun failed`` runs the whole group again), never left pending.
     """
-    ids = [p.job_id for p in task]
-    position = ids.index(job_id) if job_id in ids else len(ids)
+    position = [p.job_id for p in task].index(job_id)
     on_event(Event("lost", worker, job_id, detail=why))
-    lost_label = task[position].spec.label if position < len(ids) else f"job {job_id}"
+    lost_label = task[position].spec.label
     for later in task[position + 1 :]:
         on_event(
             Event(
@@ -158,23 +160,33 @@ def _visible_gpus() -> list[str]:
     return [str(i) for i in range(torch.cuda.device_count())]
 
 
-def _worker_main(
-    slot: WorkerSlot, tasks: Any, events: Any, lock: NodeDeviceLock, checkpoint_dir: str
-) -> None:
+def worker_context(device: str, threads: int, checkpoint_dir: str) -> JobContext:
+    """What a worker process runs jobs with, for either backend.
+
+    Its torch threads, and on CPU this machine's device lock (latency
+    exclusive, training and evaluation shared); a GPU worker owns its GPU.
+    """
+    import torch
+
+    from segbench.runner.pipeline import JobContext
+
+    torch.set_num_threads(threads)
+    lock = NodeDeviceLock("cpu") if device == "cpu" else None
+    return JobContext(
+        device=device,
+        checkpoint_dir=Path(checkpoint_dir),
+        exclusive=lock.exclusive if lock else nullcontext,
+        shared=lock.shared if lock else nullcontext,
+    )
+
+
+def _worker_main(slot: WorkerSlot, tasks: Any, events: Any, checkpoint_dir: str) -> None:
     # The parent decides when to stop: a Ctrl-C in the terminal reaches every
     # process of the group, and workers must not die half-way through a write.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    import torch
+    from segbench.runner.pipeline import run_job
 
-    from segbench.runner.pipeline import JobContext, run_job
-
-    torch.set_num_threads(slot.threads)
-    ctx = JobContext(
-        device=slot.device,
-        checkpoint_dir=Path(checkpoint_dir),
-        exclusive=lock.exclusive if slot.device == "cpu" else _null,
-        shared=lock.shared if slot.device == "cpu" else _null,
-    )
+    ctx = worker_context(slot.device, slot.threads, checkpoint_dir)
     while True:
         task = tasks.get()
         if task is None:
@@ -189,11 +201,6 @@ def _worker_main(
             events.put(Event("result", slot.index, job_id, result=result))
 
 
-@contextmanager
-def _null():  # type: ignore[no-untyped-def]
-    yield
-
-
 class LocalBackend:
     """A pool of spawned worker processes on this machine."""
 
@@ -205,7 +212,6 @@ class LocalBackend:
     ) -> None:
         ctx = mp.get_context("spawn")
         task_q, event_q = ctx.Queue(), ctx.Queue()
-        lock = NodeDeviceLock("cpu")
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
         for task in tasks:
             task_q.put([(p.job_id, p.spec) for p in task])
@@ -217,7 +223,7 @@ class LocalBackend:
         running: dict[int, int | None] = {}
 
         def start(slot: WorkerSlot) -> None:
-            procs[slot.index] = self._start(ctx, slot, task_q, event_q, lock, checkpoint_dir)
+            procs[slot.index] = self._start(ctx, slot, task_q, event_q, checkpoint_dir)
             running[slot.index] = None
 
         for slot in self.slots[:n]:
@@ -255,7 +261,6 @@ class LocalBackend:
         slot: WorkerSlot,
         task_q: Any,
         event_q: Any,
-        lock: NodeDeviceLock,
         checkpoint_dir: Path,
     ) -> Any:
         env_before = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -265,7 +270,7 @@ class LocalBackend:
         try:
             proc = ctx.Process(
                 target=_worker_main,
-                args=(slot, task_q, event_q, lock, str(checkpoint_dir)),
+                args=(slot, task_q, event_q, str(checkpoint_dir)),
                 name=f"segbench-worker-{slot.index}",
                 daemon=True,
             )

@@ -48,6 +48,7 @@ class Recorder:
         sb = provenance.segbench_git_state()
         st = provenance.git_state(loaded.path)
         self.code_id = provenance.code_id(sb, st)
+        env = provenance.environment()
         run = Run(
             uid=str(uuid.uuid4()),
             suite_name=loaded.suite.name,
@@ -66,10 +67,10 @@ class Recorder:
             torch_version=versions.get("torch"),
             cuda_version=versions.get("cuda"),
             cudnn_version=versions.get("cudnn"),
-            python_version=provenance.environment()["python"],
+            python_version=env["python"],
             command=command,
             environment={
-                **provenance.environment(),
+                **env,
                 "segbench_git": provenance.as_dict(sb),
                 "suite_git": provenance.as_dict(st),
             },
