@@ -367,8 +367,11 @@ def accuracy_cost_plot(data: ReportData, rows: list[RowJobs]) -> Plot | None:
 
 
 def _row_evidence(data: ReportData, row: RowJobs, metric: str) -> list[Evidence] | None:
-    """The per-image evidence of every job of ``row`` for ``metric`` (same images), else None."""
-    evidence = [data.evidence.get(j) for j in row.job_ids]
+    """The per-image evidence of every job that gave ``row`` its ``metric`` (same images), else None."""
+    if metric not in data.jobs.columns:
+        return None
+    frame = data.jobs.set_index("job_id")
+    evidence = [data.evidence.get(j) for j in row.job_ids if _plain(frame.at[j, metric]) is not None]
     if not evidence or any(e is None or not e.has(metric) for e in evidence):
         return None
     present = [e for e in evidence if e is not None]
