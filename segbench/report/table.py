@@ -352,7 +352,7 @@ def _interval_notes(rows: list[Row], deltas: list[MetricColumn]) -> list[str]:
             images = sorted({i.images for i in shown})
             two_level = any(i.two_level for i in shown)
             what = (
-                "the images and each row's seeds (a two-level bootstrap)"
+                "the images and of the seeds of each row (a two-level bootstrap)"
                 if two_level
                 else "the images (one seed per row: the training's own variation is not in it)"
             )
