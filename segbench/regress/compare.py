@@ -131,7 +131,7 @@ def _row(b: RecordedJob, h: RecordedJob, rule: Rule, alpha: float) -> Row | None
         return Row(b.job_key, h.label, rule.metric, rule, bv, hv, decision, *hardware)
     samples_of = rule.samples_from or rule.metric
     bs, hs = b.metrics.get(samples_of), h.metrics.get(samples_of)
-    paired = _paired_test(b, h, rule) if rule.paired and rule.threshold.exceeded(bv, hv) else None
+    paired = paired_test(b, h, rule) if rule.paired and rule.threshold.exceeded(bv, hv) else None
     decision = rule.decide(
         bv,
         hv,
@@ -143,7 +143,7 @@ def _row(b: RecordedJob, h: RecordedJob, rule: Rule, alpha: float) -> Row | None
     return Row(b.job_key, h.label, rule.metric, rule, bv, hv, decision, *hardware)
 
 
-def _paired_test(b: RecordedJob, h: RecordedJob, rule: Rule) -> tuple[float | None, str]:
+def paired_test(b: RecordedJob, h: RecordedJob, rule: Rule) -> tuple[float | None, str]:
     """``(p, note)`` of the paired bootstrap over the images both sides evaluated; p None: not testable."""
     missing = [side for side, job in (("BASE", b), ("HEAD", h)) if job.evidence is None]
     if missing:
