@@ -182,7 +182,9 @@ def build_table(data: ReportData, settings: ReportSettings | None = None) -> Tab
         _format(row, metrics, deltas)
     title = data.run.suite_name
     caption = _caption(data, metrics, settings)
-    notes = _notes(data, all_rows, metrics) + _interval_notes(all_rows, deltas)
+    notes = _notes(data, all_rows, metrics) + (
+        _interval_notes(all_rows, deltas) if settings.resamples else []
+    )
     if unnamed:
         shown = ", ".join(f"`{f}`" for f in unnamed)
         verb = "varies" if len(unnamed) == 1 else "vary"
@@ -354,7 +356,7 @@ def _interval_notes(rows: list[Row], deltas: list[MetricColumn]) -> list[str]:
             what = (
                 "the images and of the seeds of each row (a two-level bootstrap)"
                 if two_level
-                else "the images (one seed per row: the training's own variation is not in it)"
+                else "the images (one seed per row: the variation between trainings is not in it)"
             )
             notes.append(
                 f"Δ {m.header} [low, high]: {CONFIDENCE:.0%} paired bootstrap percentile interval over "
