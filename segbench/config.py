@@ -141,6 +141,9 @@ class ReportSettings(_Strict):
         None, description="metrics compared with the baseline; default: the first"
     )
     caption: str | None = None
+    resamples: int = Field(
+        10_000, ge=0, description="bootstrap resamples of the Δ intervals (0: no intervals)"
+    )
 
 
 class Suite(_Strict):

@@ -155,6 +155,7 @@ def show_job(console: Console, db_url: str | None, job_id: int) -> None:
         if src.hardware is not None:
             head.add_row("hardware", json.dumps(src.hardware.identity, sort_keys=True))
         head.add_row("stages (s)", json.dumps(src.stage_seconds))
+        head.add_row("evidence", _evidence_summary(src))
         metrics = Table(title="metrics")
         for col in ("stage", "metric", "value", "as reported", "samples"):
             metrics.add_column(col, overflow="fold")
@@ -174,6 +175,19 @@ def show_job(console: Console, db_url: str | None, job_id: int) -> None:
         if src.error:
             parts.append(Panel(f"{src.error}\n\n{src.traceback or ''}", title="error", border_style="red"))
         console.print(Group(*parts))
+
+
+def _evidence_summary(job: Any) -> str:
+    """The per-image evidence a job recorded (what a paired bootstrap can resample), without decoding it."""
+    ev = job.evidence
+    if ev is None:
+        return (
+            "no per-image evidence (recorded before segbench kept it, or no eval stage): Δs have no interval"
+        )
+    return (
+        f"{ev.images} images × {ev.classes} classes, 1 seed (seed {job.seed}) · arrays {', '.join(ev.arrays)} · "
+        f"{len(ev.data):,} bytes ({ev.format}) · {ev.dataset}/{ev.split}, images sha {ev.images_sha[:12]}"
+    )
 
 
 def _metric_cells(m: Any) -> tuple[str, str, str]:

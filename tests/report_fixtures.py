@@ -7,7 +7,9 @@ adding flip and multi-scale evaluation; two seeds per row; one job that failed
 while training. Every number is fixed, so reports rendered from it are
 byte-for-byte reproducible (golden files), and every kind of record a report
 reads is there: metrics with units and latency samples, per-class IoU with class
-names, trimap mIoU at two band widths, loss/lr curves and a sample-prediction PNG.
+names, trimap mIoU at two band widths, loss/lr curves, a sample-prediction PNG, and
+per-image evidence (:func:`evidence_for`) that recomputes each job's recorded mIoU
+and pixel accuracy exactly, so the Δ mIoU column carries bootstrap intervals.
 
 :func:`add_cached_rerun` records a second run whose jobs all point at the
 first run's (``cached``), as a re-run at the same commit does, so tests can
@@ -20,14 +22,17 @@ import hashlib
 import io
 import math
 from datetime import datetime
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 from segbench.data.classes import DIAGNOSTIC_CLASSES, DIAGNOSTIC_PALETTE
+from segbench.evidence import FORMAT, Evidence
 from segbench.store.db import Database, open_db
-from segbench.store.schema import Artifact, Job, Metric, Run, Series
+from segbench.store.schema import Artifact, ImageEvidence, Job, Metric, Run, Series
 
 SUITE_NAME = "tta_ablation"
 COMMIT = "3f2a9c1d0b7e6a5f4c3b2a1908f7e6d5c4b3a291"
@@ -202,6 +207,44 @@ def _metrics(job_id: int, width: int, numbers: dict[str, float], row: int, seed:
     return out
 
 
+#: the evaluation set every fixture job was evaluated on (8 diagnostic val images)
+IMAGES, IMAGES_SHA = 8, hashlib.sha256(b"tta_ablation val 0-7").hexdigest()
+
+
+def evidence_for(job_id: int, miou: float, pixel_acc: float, row: int, seed: int) -> ImageEvidence:
+    """Per-image counts, split at random over :data:`IMAGES` images, that give ``miou`` and ``pixel_acc``.
+
+    One class holds every labelled pixel, with integer totals tp / gt / union in
+    the exact ratios of the recorded numbers (written with four digits, so
+    ``tp / union`` and ``tp / gt`` round to the very same floats); a multinomial
+    split per job spreads them over the images, so rows differ image by image.
+    """
+    iou, acc = Fraction(str(miou)), Fraction(str(pixel_acc))
+    tp = math.lcm(iou.numerator, acc.numerator)
+    gt, union = int(tp / acc), int(tp / iou)
+    pred = union - gt + tp
+    rng = np.random.default_rng(1000 * row + seed)
+    weights = rng.dirichlet(np.full(IMAGES, 4.0))
+    split = [rng.multinomial(total, weights) for total in (tp, gt - tp, pred - tp)]
+    counts = np.zeros((IMAGES, 3, len(DIAGNOSTIC_CLASSES)), np.int64)
+    counts[:, 0, 0] = split[0]
+    counts[:, 1, 0] = split[0] + split[1]
+    counts[:, 2, 0] = split[0] + split[2]
+    evidence = Evidence("diagnostic", "val", IMAGES_SHA, {"counts": counts})
+    assert evidence.recompute("mIoU") == miou and evidence.recompute("pixel_acc") == pixel_acc
+    return ImageEvidence(
+        job_id=job_id,
+        dataset="diagnostic",
+        split="val",
+        images=IMAGES,
+        classes=len(DIAGNOSTIC_CLASSES),
+        images_sha=IMAGES_SHA,
+        format=FORMAT,
+        arrays=["counts"],
+        data=evidence.encode(),
+    )
+
+
 def _curves(job_id: int, width: int, seed: int) -> list[Series]:
     steps = list(range(0, 50, 5))
     rate = 0.045 if width == 16 else 0.06
@@ -278,6 +321,7 @@ def build_report_db(path: Path, suite_text: str = SUITE_TEXT) -> Database:
                 position += 1
                 s.add_all(_metrics(job.id, factors["width"], numbers, row, seed))
                 if ok:
+                    s.add(evidence_for(job.id, numbers["mIoU"], numbers["pixel_acc"], row, seed))
                     s.add_all(_curves(job.id, factors["width"], seed))
                     s.add_all(
                         Artifact(

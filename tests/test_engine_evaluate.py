@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import Dataset, TensorDataset
+from torch.utils.data import Dataset, Subset, TensorDataset
 
 from segbench.config import EvalSettings
 from segbench.engine.evaluate import evaluate
@@ -261,3 +262,27 @@ def test_mixed_image_sizes_and_masks_larger_than_images() -> None:
 
     limited = evaluate(model, _MixedSizes(), 2, EvalSettings(max_samples=2), num_samples=1)
     assert limited.images == 2 and len(limited.samples) == 1
+
+
+def test_per_image_evidence_recomputes_every_metric_exactly_binary_and_trimap() -> None:
+    """Summed per-image counts give the recorded metrics bit for bit, whatever the batching."""
+    from segbench.evidence import Evidence
+
+    model, dataset = PixelModel(num_classes=2), _block_dataset(num_classes=2)
+    result = evaluate(model, dataset, 2, EvalSettings(batch_size=3, trimap_widths=(1, 3)))
+    images = len(dataset)
+    assert {k: v.shape for k, v in result.per_image.items()} == {
+        "counts": (images, 3, 2),
+        "band@1": (images, 3, 2),
+        "band@3": (images, 3, 2),
+        "fg": (images, 4),
+    }
+    evidence = Evidence("blocks", "val", "sha", result.per_image)
+    for metric in ("mIoU", "pixel_acc", "mean_acc", "fwIoU", "mean_f1", "fg_iou", "fg_f1", "fg_precision"):
+        assert evidence.recompute(metric) == result.metrics[metric], metric
+    for width in (1, 3):
+        assert evidence.recompute(f"trimap_miou@{width}") == result.trimap[width]
+    # image i's counts are image i's alone: evaluating it by itself gives the same row
+    alone = evaluate(model, Subset(dataset, [2]), 2, EvalSettings())
+    assert np.array_equal(alone.per_image["counts"][0], result.per_image["counts"][2])
+    assert np.array_equal(alone.per_image["fg"][0], result.per_image["fg"][2])

@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import typer
 from typer.testing import CliRunner
 
 from segbench.errors import UserError
+from segbench.evidence import Evidence
 from segbench.regress.cli import register
 from segbench.regress.compare import compare, markdown
-from segbench.regress.rules import RuleBook
+from segbench.regress.rules import RuleBook, parse_threshold_specs
 from segbench.regress.snapshot import Snapshot, load_snapshot, resolve_target
 from segbench.regress.stats import Verdict
 from segbench.store.db import Database, open_db
@@ -77,6 +79,64 @@ def test_each_metric_gets_its_verdict(repo: tuple[Path, str, str], db: Database)
     changed = markdown(result, only_changed=True)
     assert "| tiny w8 | mIoU (%) |" in changed and "| tiny w8 | params (M) |" in changed
     assert "| tiny w8 | latency (ms) |" not in changed and "| tiny w4 |" not in changed
+
+
+def counts(tp: list[int]) -> np.ndarray:
+    """Per-image evidence of one class: ``tp`` of 100 labelled pixels per image, IoU = tp / 100."""
+    n = len(tp)
+    return np.stack([np.array(tp), np.full(n, 100), np.array(tp)], axis=1)[:, :, None]
+
+
+def evidence_job(key: str, tp: list[int], **kw: object) -> FakeJob:
+    """A job whose mIoU is the one its per-image evidence gives (as the pipeline checks)."""
+    array = counts(tp)
+    miou = Evidence("diagnostic", "val", "x", {"counts": array}).recompute("mIoU")
+    return FakeJob(key, {"mIoU": miou}, label=f"job {key[0]}", evidence=array, **kw)  # type: ignore[arg-type]
+
+
+def test_accuracy_with_evidence_needs_a_significant_paired_difference(
+    repo: tuple[Path, str, str], db: Database
+) -> None:
+    path, first, second = repo
+    base = [50] * 20
+    record_run(
+        db,
+        first,
+        [
+            evidence_job("a" * 16, base),
+            evidence_job("b" * 16, base),
+            FakeJob("c" * 16, {"mIoU": 0.50}, label="job c"),  # recorded before evidence was kept
+            evidence_job("d" * 16, base),
+        ],
+    )
+    record_run(
+        db,
+        second,
+        [
+            evidence_job("a" * 16, [45] * 20),  # 5 points worse on every image: real
+            evidence_job("b" * 16, [70, 28] * 10),  # 1 point worse on average, ±21 per image: noise
+            evidence_job("c" * 16, [45] * 20),
+            evidence_job("d" * 16, [45] * 20, images="other val images"),
+        ],
+    )
+    result = compare(snap(db, "v1", path), snap(db, "HEAD", path), RuleBook(), metrics=["mIoU"])
+    rows = {r.label: r for r in result.rows}
+    assert rows["job a"].verdict is Verdict.regressed
+    assert rows["job a"].decision.p_value == pytest.approx(2 / 10_001)
+    assert "paired bootstrap over 20 images" in rows["job a"].decision.note
+    assert rows["job b"].verdict is Verdict.noisy and rows["job b"].decision.p_value > 0.05
+    assert rows["job b"].decision.note.startswith("not significant (p = ")
+    assert rows["job c"].verdict is Verdict.regressed and rows["job c"].decision.p_value is None
+    assert rows["job c"].decision.note == "no per-image evidence in BASE (older result): threshold only"
+    assert rows["job d"].verdict is Verdict.regressed
+    assert rows["job d"].decision.note == "evaluated on different images: threshold only"
+    text = markdown(result)
+    assert "mIoU ±0.5 pts and paired bootstrap p < 0.05 where both sides have per-image evidence" in text
+    # the threshold stays the minimum effect that matters: a significant 5-point drop within it is unchanged
+    lenient = RuleBook().with_specs(parse_threshold_specs("mIoU:-6", "--fail-on"), ["mIoU"], "--fail-on")
+    assert {
+        r.verdict for r in compare(snap(db, "v1", path), snap(db, "HEAD", path), lenient, ["mIoU"]).rows
+    } == {Verdict.unchanged}
 
 
 def test_latest_done_result_wins_following_cached_links(repo: tuple[Path, str, str], db: Database) -> None:

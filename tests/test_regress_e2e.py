@@ -6,7 +6,9 @@ tens of milliseconds at random). The second
 commit makes the model slower (two more convolutions and a longer deliberate
 stall, standing in for expensive compute and stable on a busy CPU) and less
 accurate (it ignores its input). The suite runs at both commits through
-temporary worktrees, and the command line must say what regressed.
+temporary worktrees, and the command line must say what regressed; the accuracy
+drop is confirmed by the paired bootstrap over the shared validation images,
+and a re-run of the first commit (identical predictions) is unchanged.
 """
 
 from __future__ import annotations
@@ -118,6 +120,12 @@ def test_check_finds_the_regression_rerun_is_unchanged_dirty_is_no_baseline(tmp_
     for metric in ("mIoU", "pixel_acc", "params", "macs", "latency_ms", "throughput_ips"):
         assert f"tiny diagnostic · {metric} " in regressed, (metric, checked.stdout)
     assert f"BASE {first[:10]} · run {run_first}" in checked.stdout
+    # accuracy was decided by the paired bootstrap over the 8 shared validation images, not the threshold alone
+    assert re.search(r"tiny diagnostic · mIoU -\d+\.\d+ pts \(p = 0\.000\d+\)", regressed), checked.stdout
+    first_vs_second = segbench("compare", first[:10], "HEAD", *where, "-f", "json", "-m", "mIoU", cwd=repo)
+    (miou_row,) = json.loads(first_vs_second.stdout)["rows"]
+    assert miou_row["verdict"] == "regressed" and miou_row["p_value"] < 0.05
+    assert miou_row["note"].startswith("paired bootstrap over 8 images"), miou_row
     assert f"HEAD HEAD ({second[:10]}) · run {run_second}" in checked.stdout
 
     # the first commit measured again (not reused) compares as unchanged with it. Two processes

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import typer
 from sqlalchemy import func, select
@@ -40,8 +41,11 @@ def there(tmp_path: Path) -> Database:
     """The other machine: its ids overlap ours, it shares one machine key, and it has a cached job."""
     db = open_db(f"sqlite:///{tmp_path / 'there.db'}")
     record_run(db, C1, [FakeJob("x" * 16, {"mIoU": 0.9}, hardware="hw-a")])  # job 1, like ours
+    evidence = np.stack([np.full(4, 70), np.full(4, 100), np.full(4, 70)], axis=1)[:, :, None]  # mIoU 0.7
     (source,) = record_run(
-        db, C1, [FakeJob("b" * 16, {"mIoU": 0.7, "latency_ms": samples(5.0)}, hardware="hw-b")]
+        db,
+        C1,
+        [FakeJob("b" * 16, {"mIoU": 0.7, "latency_ms": samples(5.0)}, hardware="hw-b", evidence=evidence)],
     )
     record_run(db, C1, [FakeJob("b" * 16, status="cached", source_job_id=source)])
     record_run(
@@ -73,6 +77,8 @@ def test_merge_copies_remaps_and_is_idempotent(here: Database, there: Database) 
         # the merged history answers questions: the cached job stands for its source
         snap = load_snapshot(s, Target(C1, commit=C1))
         assert snap.latest("b" * 16).metrics["latency_ms"].samples == pytest.approx(tuple(samples(5.0)))
+        merged = snap.latest("b" * 16).evidence  # the per-image evidence travelled with its job
+        assert merged is not None and merged.images == 4 and merged.recompute("mIoU") == pytest.approx(0.7)
     before = counts(here)
     again = merge_databases(here, there)
     assert (again.runs_added, again.runs_present, again.jobs_added) == (0, 3, 0)

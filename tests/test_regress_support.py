@@ -16,8 +16,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
+
+from segbench.evidence import FORMAT, Evidence
 from segbench.store.db import Database
-from segbench.store.schema import Hardware, Job, Metric, Run
+from segbench.store.schema import Hardware, ImageEvidence, Job, Metric, Run
 
 SEGBENCH_SHA = "5" * 40
 _UNITS = {"latency_ms": "ms", "params": "count", "macs": "FLOP", "throughput_ips": "img/s"}
@@ -63,6 +66,10 @@ class FakeJob:
     status: str = "done"
     #: for status "cached": the id of the job holding the numbers
     source_job_id: int | None = None
+    #: per-image counts ``[N, 3, C]`` recorded as the job's evidence (see :mod:`segbench.evidence`)
+    evidence: np.ndarray | None = None
+    #: which images the evidence is of: equal strings are the same images
+    images: str = "val 0..N"
 
 
 def record_run(
@@ -137,6 +144,22 @@ def record_run(
                         value=statistics.median(value) if timed else float(value),  # type: ignore[arg-type]
                         unit=_UNITS.get(name, "fraction"),
                         samples=list(value) if timed else None,  # type: ignore[arg-type]
+                    )
+                )
+            if fake.evidence is not None:
+                evidence = Evidence("diagnostic", "val", fake.images, {"counts": fake.evidence})
+                n, _, c = fake.evidence.shape
+                s.add(
+                    ImageEvidence(
+                        job_id=job.id,
+                        dataset="diagnostic",
+                        split="val",
+                        images=n,
+                        classes=c,
+                        images_sha=fake.images,
+                        format=FORMAT,
+                        arrays=["counts"],
+                        data=evidence.encode(),
                     )
                 )
     return ids

@@ -85,6 +85,28 @@ def test_accuracy_cost_has_a_panel_per_recorded_cost(db: Database) -> None:
     assert plot is not None and [ax.get_xlabel() for ax in plot.figure.axes] == ["params (M)"]
 
 
+def test_accuracy_error_bars_are_the_bootstrap_interval_where_evidence_was_recorded(db: Database) -> None:
+    from segbench.bootstrap import value_interval
+    from segbench.store.schema import ImageEvidence
+
+    data = load_report_data(db)
+    rows = table_rows(db, data, build_table(data))
+    plot = accuracy_cost_plot(data, rows)
+    assert plot is not None and "bootstrap interval over the evaluation images" in plot.explanation
+    first = rows[0]
+    interval = value_interval([data.evidence[j].per_image("mIoU") for j in first.job_ids], "mIoU")
+    bars = plot.figure.axes[0].collections[0].get_segments()  # the first block's vertical error bars
+    low, high = sorted(y for _, y in bars[0])
+    assert (low, high) == pytest.approx((interval.low * 100, interval.high * 100))
+    close([plot])
+    with db.session() as s:
+        s.execute(delete(ImageEvidence))
+    data = load_report_data(db)
+    plot = accuracy_cost_plot(data, table_rows(db, data, build_table(data)))
+    assert plot is not None and "bars ± std over seeds (no per-image evidence recorded)" in plot.explanation
+    close([plot])
+
+
 def test_heatmap_shows_seed_means_per_class(db: Database) -> None:
     data = load_report_data(db)
     rows = table_rows(db, data, build_table(data))

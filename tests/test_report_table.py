@@ -67,3 +67,49 @@ def test_a_block_without_named_variants_prints_no_variant_column() -> None:
     grid, named = [rows_of(part) for part in markdown(table).split("**named**")]
     assert grid == [["channels"], ["8"]]
     assert named == [["variant", "channels"], ["wide", "16"]]
+
+
+def test_delta_intervals_in_every_format_and_without_evidence(data: ReportData) -> None:
+    import csv
+    import io
+    import json
+
+    from segbench.bootstrap import paired_delta
+    from segbench.report.latex import to_latex
+    from segbench.report.render import to_csv, to_json
+
+    settings = ReportSettings(columns=["mIoU"], baseline={"width": 16})
+    table = build_table(data, settings)
+    rows = [r for b in table.blocks for r in b.rows]
+    wide = rows[1]  # width 32 against width 16, two seeds each: a two-level bootstrap
+    expected = paired_delta(
+        [data.evidence[j].per_image("mIoU") for j in wide.job_ids],
+        [data.evidence[j].per_image("mIoU") for j in rows[0].job_ids],
+        "mIoU",
+    )
+    cell = wide.cells["ΔmIoU"]
+    assert cell.interval == expected and expected.two_level
+    low, high = (f"{v * 100:+.2f}".replace("-", "−") for v in (expected.low, expected.high))
+    assert cell.text == f"{cell.value * 100:+.2f} [{low}, {high}]" + ("*" if expected.excludes_zero else "")
+    assert f"| {cell.text} |" in markdown(table)
+    assert any("paired bootstrap percentile interval over 8 evaluation images" in n for n in table.notes)
+    assert cell.text.split(" [")[1].replace("−", "$-$") in to_latex(table)
+    (record,) = [
+        r
+        for r in csv.DictReader(io.StringIO(to_csv(table)))
+        if r["width"] == "32" and not r["block"].startswith("test")
+    ]
+    assert (
+        float(record["delta_mIoU_low"]) == expected.low and float(record["delta_mIoU_high"]) == expected.high
+    )
+    assert float(record["delta_mIoU_p"]) == expected.p_value
+    doc = json.loads(to_json(table))
+    assert doc["rows"][1]["delta_mIoU_low"] == expected.low and doc["rows"][0]["delta_mIoU_low"] is None
+
+    # resamples: 0 turns intervals off; rows without evidence print a bare Δ and say why
+    bare = build_table(data, ReportSettings(columns=["mIoU"], baseline={"width": 16}, resamples=0))
+    assert [r for b in bare.blocks for r in b.rows][1].cells["ΔmIoU"].text == f"{cell.value * 100:+.2f}"
+    without = ReportData(data.run, data.jobs, data.details, evidence={})
+    old = build_table(without, settings)
+    assert [r for b in old.blocks for r in b.rows][1].cells["ΔmIoU"].interval is None
+    assert any(n.startswith("Δ mIoU (%) without an interval: no per-image evidence") for n in old.notes)

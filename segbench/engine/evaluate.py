@@ -24,7 +24,14 @@ from torch.utils.data import Dataset
 
 from segbench.config import EvalSettings
 from segbench.engine.inference import check_sliding_window, predict_log_probs
-from segbench.engine.metrics import ConfusionMatrix, ForegroundMetrics, boundary_band, label_map
+from segbench.engine.metrics import (
+    ConfusionMatrix,
+    ForegroundMetrics,
+    boundary_band,
+    label_map,
+    per_image_counts,
+    per_image_foreground,
+)
 from segbench.errors import UserError
 
 Sample = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -36,7 +43,10 @@ class EvalResult:
 
     ``trimap`` maps a band width in px to the mIoU inside that band;
     ``samples`` holds ``(image uint8 [H, W, 3], ground truth [H, W], prediction [H, W])``
-    of the first images, at the label map's resolution, for a report picture.
+    of the first images, at the label map's resolution, for a report picture;
+    ``per_image`` the per-image counts of :mod:`segbench.evidence` (``counts``,
+    ``band@W``, ``fg``), images in evaluation order, from which every metric
+    above but ``val_loss`` recomputes exactly.
     """
 
     metrics: dict[str, float]
@@ -46,6 +56,7 @@ class EvalResult:
     images_per_s: float
     images: int
     samples: list[Sample] = field(default_factory=list)
+    per_image: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @contextmanager
@@ -100,6 +111,9 @@ class _Scores:
 
     def __init__(self, num_classes: int, ignore_index: int, widths: tuple[int, ...], device: torch.device):
         self.ignore_index = ignore_index
+        self.num_classes = num_classes
+        #: per evidence array, one ``[batch, ...]`` tensor of per-image counts per batch
+        self.per_image: dict[str, list[Tensor]] = {}
         self.confusion = ConfusionMatrix(num_classes, ignore_index, device)
         self.foreground = ForegroundMetrics(0.5, ignore_index, device) if num_classes == 2 else None
         self.bands = {w: ConfusionMatrix(num_classes, ignore_index, device) for w in widths}
@@ -108,13 +122,28 @@ class _Scores:
 
     def update(self, log_probs: Tensor, pred: Tensor, masks: Tensor) -> None:
         self.confusion.update(pred, masks)  # first: it validates the labels
+        self._keep("counts", per_image_counts(pred, masks, self.num_classes, self.ignore_index))
         self.loss_sum += F.nll_loss(log_probs, masks, ignore_index=self.ignore_index, reduction="sum")
         self.labelled += (masks != self.ignore_index).sum()
         if self.foreground is not None:
-            self.foreground.update(log_probs[:, 1].exp(), masks)
+            fg_prob = log_probs[:, 1].exp()
+            self.foreground.update(fg_prob, masks)
+            positive = fg_prob >= self.foreground.threshold
+            self._keep("fg", per_image_foreground(positive, masks, self.ignore_index))
         for width, band_confusion in self.bands.items():
             in_band = boundary_band(masks, width, self.ignore_index)
-            band_confusion.update(pred, torch.where(in_band, masks, self.ignore_index))
+            band_masks = torch.where(in_band, masks, self.ignore_index)
+            band_confusion.update(pred, band_masks)
+            self._keep(
+                f"band@{width}", per_image_counts(pred, band_masks, self.num_classes, self.ignore_index)
+            )
+
+    def _keep(self, name: str, counts: Tensor) -> None:
+        self.per_image.setdefault(name, []).append(counts)
+
+    def evidence(self) -> dict[str, np.ndarray]:
+        """The per-image counts of every batch, images in order, on the host (one copy per array)."""
+        return {name: torch.cat(parts).cpu().numpy() for name, parts in self.per_image.items()}
 
     def metrics(self) -> tuple[dict[str, float], list[float], dict[int, float]]:
         """``(metrics, per_class_iou, trimap)`` as :class:`EvalResult` holds them."""
@@ -208,4 +237,5 @@ def evaluate(
         images_per_s=count / seconds if seconds > 0 else math.nan,
         images=count,
         samples=samples,
+        per_image=scores.evidence(),
     )

@@ -16,7 +16,6 @@ gives different numbers and is deliberately not offered.
 
 from __future__ import annotations
 
-import math
 from typing import TypedDict
 
 import torch
@@ -24,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from segbench.errors import UserError
+from segbench.evidence import CONFUSION_METRICS, confusion_scores, foreground_scores
 
 
 class SegmentationScores(TypedDict):
@@ -37,18 +37,6 @@ class SegmentationScores(TypedDict):
     per_class_iou: list[float]
     per_class_acc: list[float]
     per_class_f1: list[float]
-
-
-def _nan_mean(values: Tensor) -> float:
-    """Mean of the non-NaN entries; NaN when there are none (no class to average)."""
-    finite = values[~torch.isnan(values)]
-    return float(finite.mean()) if finite.numel() else math.nan
-
-
-def _ratio(num: Tensor, den: Tensor) -> Tensor:
-    """``num / den`` in float64 with NaN where ``den == 0`` (undefined, not zero)."""
-    num, den = num.double(), den.double()
-    return torch.where(den > 0, num / den, torch.full_like(num, math.nan))
 
 
 def label_map(scores: Tensor) -> Tensor:
@@ -161,26 +149,13 @@ class ConfusionMatrix:
         ``fwIoU`` weighs each class's IoU by its ground-truth pixel share (FCN, Long
         et al. 2015). The ``per_class_*`` lists have NaN for undefined classes.
         """
-        cm = self.matrix.detach().to("cpu", torch.float64)
-        tp = cm.diagonal()
-        gt = cm.sum(dim=1)
-        predicted = cm.sum(dim=0)
-        total = gt.sum()
-        iou = _ratio(tp, gt + predicted - tp)
-        acc = _ratio(tp, gt)
-        f1 = _ratio(2 * tp, gt + predicted)
-        freq = gt / total if total > 0 else torch.zeros_like(gt)
-        fw_iou = float((freq[gt > 0] * iou[gt > 0]).sum()) if total > 0 else math.nan
-        return {
-            "mIoU": _nan_mean(iou),
-            "pixel_acc": float(tp.sum() / total) if total > 0 else math.nan,
-            "mean_acc": _nan_mean(acc),
-            "fwIoU": fw_iou,
-            "mean_f1": _nan_mean(f1),
-            "per_class_iou": iou.tolist(),
-            "per_class_acc": acc.tolist(),
-            "per_class_f1": f1.tolist(),
+        cm = self.matrix.detach().to("cpu", torch.int64).numpy()
+        scores = confusion_scores(cm.diagonal(), cm.sum(axis=1), cm.sum(axis=0))
+        out = {name: float(scores[name]) for name in CONFUSION_METRICS}
+        per_class = {
+            name: scores[name].tolist() for name in ("per_class_iou", "per_class_acc", "per_class_f1")
         }
+        return {**out, **per_class}  # type: ignore[typeddict-item]
 
 
 class ForegroundMetrics:
@@ -230,13 +205,42 @@ class ForegroundMetrics:
         self.counts += torch.bincount(labels * 2 + positive, minlength=4)
 
     def compute(self) -> dict[str, float]:
-        _, fp, fn, tp = self.counts.detach().to("cpu", torch.float64).unbind()
-        return {
-            "fg_precision": float(_ratio(tp, tp + fp)),
-            "fg_recall": float(_ratio(tp, tp + fn)),
-            "fg_f1": float(_ratio(2 * tp, 2 * tp + fp + fn)),
-            "fg_iou": float(_ratio(tp, tp + fp + fn)),
-        }
+        scores = foreground_scores(self.counts.detach().to("cpu", torch.int64).numpy())
+        return {name: float(value) for name, value in scores.items()}
+
+
+@torch.no_grad()
+def per_image_counts(pred: Tensor, target: Tensor, num_classes: int, ignore_index: int | None) -> Tensor:
+    """Per image and class: intersection, ground-truth and predicted pixels, ``int64 [N, 3, C]``.
+
+    The per-image evidence of :mod:`segbench.evidence`: summed over images these
+    are the diagonal, row sums and column sums of the :class:`ConfusionMatrix`.
+    ``pred`` and ``target`` are label maps ``[N, H, W]`` that the confusion matrix
+    has already validated; ignored pixels go to an extra target row that is
+    dropped. One ``bincount`` of ``N · (C+1) · C`` bins.
+    """
+    n, c = target.shape[0], num_classes
+    if ignore_index is not None:
+        target = torch.where(target == ignore_index, c, target)
+    image = torch.arange(n, device=target.device).view(n, *([1] * (target.dim() - 1)))
+    index = (image * (c + 1) + target) * c + pred
+    cm = torch.bincount(index.reshape(-1), minlength=n * (c + 1) * c).view(n, c + 1, c)[:, :c]
+    return torch.stack((cm.diagonal(dim1=1, dim2=2), cm.sum(dim=2), cm.sum(dim=1)), dim=1)
+
+
+@torch.no_grad()
+def per_image_foreground(positive: Tensor, target: Tensor, ignore_index: int | None) -> Tensor:
+    """Per image: tn, fp, fn, tp of a binary prediction ``positive`` (bool ``[N, H, W]``), ``[N, 4]``.
+
+    The targets are already validated (0, 1 or ``ignore_index``) by :class:`ForegroundMetrics`;
+    ignored pixels go to a fifth bin that is dropped.
+    """
+    n = target.shape[0]
+    code = target.to(torch.int64) * 2 + positive.to(torch.int64)
+    if ignore_index is not None:
+        code = torch.where(target == ignore_index, 4, code)
+    image = torch.arange(n, device=target.device).view(n, *([1] * (target.dim() - 1)))
+    return torch.bincount((image * 5 + code).reshape(-1), minlength=n * 5).view(n, 5)[:, :4]
 
 
 def _window_max(x: Tensor, width: int) -> Tensor:

@@ -123,7 +123,8 @@ def check(
         typer.echo(f"REGRESSED: {len(regressed)} metric(s) between {baseline} and {head}:")
         for row in regressed:
             where = f" on {row.hardware_name or row.hardware}" if row.hardware else ""
-            typer.echo(f"  {row.label} · {row.metric} {row.change}{where}")
+            p = f" (p = {row.decision.p_value:.3g})" if row.decision.p_value is not None else ""
+            typer.echo(f"  {row.label} · {row.metric} {row.change}{where}{p}")
         raise typer.Exit(1)
     scope = f" in {', '.join(sorted(gating))}" if gating else ""
     typer.echo(f"check passed: no regression{scope} between {baseline} and {head}")

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
+from segbench.bootstrap import CONFIDENCE, paired_delta
 from segbench.regress.rules import NOT_COMPARED, Kind, Rule, RuleBook
 from segbench.regress.snapshot import RecordedJob, Snapshot
 from segbench.regress.stats import Decision, Verdict
@@ -130,10 +131,35 @@ def _row(b: RecordedJob, h: RecordedJob, rule: Rule, alpha: float) -> Row | None
         return Row(b.job_key, h.label, rule.metric, rule, bv, hv, decision, *hardware)
     samples_of = rule.samples_from or rule.metric
     bs, hs = b.metrics.get(samples_of), h.metrics.get(samples_of)
+    paired = paired_test(b, h, rule) if rule.paired and rule.threshold.exceeded(bv, hv) else None
     decision = rule.decide(
-        bv, hv, bs.samples if bs is not None else None, hs.samples if hs is not None else None, alpha=alpha
+        bv,
+        hv,
+        bs.samples if bs is not None else None,
+        hs.samples if hs is not None else None,
+        alpha=alpha,
+        paired=paired,
     )
     return Row(b.job_key, h.label, rule.metric, rule, bv, hv, decision, *hardware)
+
+
+def paired_test(b: RecordedJob, h: RecordedJob, rule: Rule) -> tuple[float | None, str]:
+    """``(p, note)`` of the paired bootstrap over the images both sides evaluated; p None: not testable."""
+    missing = [side for side, job in (("BASE", b), ("HEAD", h)) if job.evidence is None]
+    if missing:
+        return None, f"no per-image evidence in {' and '.join(missing)} (older result): threshold only"
+    assert b.evidence is not None and h.evidence is not None
+    if not (b.evidence.has(rule.metric) and h.evidence.has(rule.metric)):
+        return None, "no per-image evidence for this metric: threshold only"
+    if not b.evidence.same_images(h.evidence):
+        return None, "evaluated on different images: threshold only"
+    test = paired_delta([h.evidence.per_image(rule.metric)], [b.evidence.per_image(rule.metric)], rule.metric)
+    col = column(rule.metric)
+    low, high = (f"{v * col.scale:+.{col.digits}f}" for v in (test.low, test.high))
+    return (
+        test.p_value,
+        f"paired bootstrap over {test.images} images, Δ {CONFIDENCE:.0%} interval [{low}, {high}]",
+    )
 
 
 # -- rendering -------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from segbench.errors import UserError, did_you_mean
 from segbench.regress import gitrev
+from segbench.regress.compare import paired_test
 from segbench.regress.gitrev import CommitInfo
 from segbench.regress.rules import Rule, RuleBook, resolve_metric
 from segbench.regress.snapshot import RecordedJob, RunRef, collect_jobs, run_ref
@@ -175,16 +176,23 @@ def _lines(
 def _points(rule: Rule, points: list[tuple[CommitInfo, RecordedJob]], alpha: float) -> list[Point]:
     out: list[Point] = []
     samples_of = rule.samples_from or rule.metric
+    previous: RecordedJob | None = None
     for commit, job in points:
         value = job.metrics[rule.metric].value
         assert value is not None
         sampled = job.metrics.get(samples_of)
         samples = sampled.samples if sampled is not None else None
         step = None
-        if out:
+        if previous is not None:
             prev = out[-1]
-            step = rule.decide(prev.value, value, prev.samples, samples, alpha=alpha)
+            paired = (
+                paired_test(previous, job, rule)
+                if rule.paired and rule.threshold.exceeded(prev.value, value)
+                else None
+            )
+            step = rule.decide(prev.value, value, prev.samples, samples, alpha=alpha, paired=paired)
         out.append(Point(commit, value, samples, job.run_id, job.dirty, step))
+        previous = job
     return out
 
 

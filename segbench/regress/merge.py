@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from segbench.errors import UserError
 from segbench.store.db import Database
-from segbench.store.schema import Artifact, Base, Hardware, Job, Metric, Run, Series
+from segbench.store.schema import Artifact, Base, Hardware, ImageEvidence, Job, Metric, Run, Series
 
 _Row = TypeVar("_Row", bound=Base)
 
@@ -102,6 +102,8 @@ def merge_databases(target: Database, source: Database) -> MergeSummary:
                 dst.add_all(_copy(m, Metric, job_id=new_job.id) for m in job.metrics)
                 dst.add_all(_copy(s, Series, job_id=new_job.id) for s in job.series)
                 dst.add_all(_copy(a, Artifact, job_id=new_job.id) for a in job.artifacts)
+                if job.evidence is not None:
+                    dst.add(_copy(job.evidence, ImageEvidence, job_id=new_job.id))
                 summary.metrics_added += len(job.metrics)
         for new_job, old_source in links:
             # A source in a run still in progress over there stays unlinked: the job then counts as

@@ -4,7 +4,11 @@ A metric is one of four kinds:
 
 * ``accuracy`` (mIoU, pixel accuracy, losses, anything unknown): hardware-
   independent single measurements; percentage metrics change by more than
-  0.5 points (stored as fractions: 0.005), other values by more than 1 %.
+  0.5 points (stored as fractions: 0.005), other values by more than 1 %. Where
+  both sides recorded per-image evidence on the same images (every metric of
+  :mod:`segbench.evidence`: mIoU, pixel / mean accuracy, F1, f.w. IoU, trimap,
+  foreground), the move must also be significant under a paired bootstrap over
+  the images, as timings under Mann-Whitney U; else it is *noisy*.
 * ``complexity`` (params, FLOPs): exact properties of the code; any
   difference counts, and fewer is better.
 * ``timing`` (latency, throughput, train/eval speed): compared only on the
@@ -31,10 +35,12 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from segbench.errors import UserError, did_you_mean
+from segbench.evidence import source_array
 from segbench.regress.stats import (
     DEFAULT_ALPHA,
     Decision,
     Threshold,
+    paired_decision,
     relative_change,
     threshold_decision,
     timing_decision,
@@ -106,7 +112,14 @@ class Rule:
         head_samples: Sequence[float] | None = None,
         *,
         alpha: float = DEFAULT_ALPHA,
+        paired: tuple[float | None, str] | None = None,
     ) -> Decision:
+        """The verdict; ``paired`` is an accuracy's paired bootstrap ``(p or None, note)`` where one applies."""
+        if self.kind is Kind.accuracy and paired is not None:
+            p, note = paired
+            return paired_decision(
+                base, head, p, self.threshold, higher_is_better=self.higher_is_better, alpha=alpha, note=note
+            )
         if self.kind is Kind.timing:
             return timing_decision(
                 base,
@@ -141,7 +154,14 @@ class Rule:
             text = f"±{self.threshold.amount * col.scale:g}{unit}"
         if self.kind is Kind.timing:
             text += f" and Mann-Whitney p < {alpha:g}"
+        if self.paired:
+            text += f" and paired bootstrap p < {alpha:g} where both sides have per-image evidence"
         return text
+
+    @property
+    def paired(self) -> bool:
+        """An accuracy that per-image evidence can test (recomputable from the counts)."""
+        return self.kind is Kind.accuracy and source_array(self.metric) is not None
 
 
 def _is_percent(metric: str) -> bool:

@@ -24,6 +24,7 @@ from sqlalchemy import ScalarResult, or_, select
 from sqlalchemy.orm import Session
 
 from segbench.errors import UserError, did_you_mean
+from segbench.evidence import Evidence
 from segbench.regress import gitrev
 from segbench.store.schema import Hardware, Job, Metric, Run
 
@@ -108,6 +109,8 @@ class RecordedJob:
     commit: str | None
     dirty: bool
     metrics: Mapping[str, Measurement]
+    #: the per-image evidence of its evaluation (None: recorded without, or no eval stage)
+    evidence: Evidence | None = None
 
 
 @dataclass(frozen=True)
@@ -224,7 +227,7 @@ def collect_jobs(
     session: Session, refs: Mapping[int, RunRef], runs: Mapping[int, Run]
 ) -> dict[str, tuple[RecordedJob, ...]]:
     """Per job_key, the latest done result of each hardware key among the runs ``refs``, latest first."""
-    from segbench.report.query import source_of
+    from segbench.report.query import load_evidence, source_of
 
     chosen: dict[tuple[str, str | None], tuple[Job, Job]] = {}
     for job in session.scalars(select(Job).where(Job.run_id.in_(list(refs))).order_by(Job.id.desc())):
@@ -237,6 +240,7 @@ def collect_jobs(
     source_ids = [source.id for _, source in chosen.values()]
     for m in session.scalars(select(Metric).where(Metric.job_id.in_(source_ids))):
         metrics.setdefault(m.job_id, {})[m.name] = Measurement(m.value, _numeric(m.samples))
+    evidence = load_evidence(session, {i: i for i in source_ids})
     out: dict[str, list[RecordedJob]] = {}
     for (key, hardware), (job, source) in chosen.items():  # insertion order: latest first
         ref = refs[job.run_id]
@@ -255,6 +259,7 @@ def collect_jobs(
                 commit=ref.commit,
                 dirty=ref.dirty,
                 metrics=metrics.get(source.id, {}),
+                evidence=evidence.get(source.id),
             )
         )
     return {key: tuple(versions) for key, versions in out.items()}

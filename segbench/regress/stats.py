@@ -1,6 +1,6 @@
 """The decisions: did a number change, and is the change real or noise?
 
-Three kinds of evidence, three rules:
+Four kinds of evidence, four rules:
 
 * **exact** numbers (parameters, FLOPs) are properties of the code: any change
   beyond the threshold (0 by default) is a change.
@@ -11,6 +11,12 @@ Three kinds of evidence, three rules:
   Mann-Whitney U test, the rule airspeed velocity uses. A large move that the
   samples cannot confirm is *noisy*, never *regressed*: a CI gate that fails on
   a busy machine's jitter gets switched off.
+* **accuracy with per-image evidence** (both sides evaluated on the same
+  images, each image's counts recorded) changes only when it moves beyond the
+  threshold — the smallest effect that matters — *and* a paired bootstrap over
+  the images (:mod:`segbench.bootstrap`) finds the difference significant; a
+  move the images cannot confirm is *noisy*, as for timings. Without evidence
+  on both sides the threshold alone decides, and the verdict says so.
 
 Everything here works on plain floats; :mod:`segbench.regress.rules` decides
 which rule a metric gets.
@@ -138,3 +144,30 @@ def timing_decision(
     if p >= alpha:
         return Decision(Verdict.noisy, p_value=p, note=f"not significant (p = {p:.3g} ≥ {alpha:g})")
     return Decision(_direction(base, head, higher_is_better), p_value=p)
+
+
+def paired_decision(
+    base: float,
+    head: float,
+    p_value: float | None,
+    threshold: Threshold,
+    *,
+    higher_is_better: bool,
+    alpha: float = DEFAULT_ALPHA,
+    note: str = "",
+) -> Decision:
+    """An accuracy: changed iff it moved beyond ``threshold`` *and* the paired bootstrap gives p < ``alpha``.
+
+    ``p_value`` is the paired bootstrap's two-sided p over the shared images;
+    None means there is no per-image evidence to test (``note`` says why) and
+    the threshold alone decides, as it did before segbench kept evidence.
+    """
+    if not threshold.exceeded(base, head):
+        return Decision(Verdict.unchanged)
+    if p_value is None:
+        return Decision(_direction(base, head, higher_is_better), note=note)
+    if p_value >= alpha:
+        return Decision(
+            Verdict.noisy, p_value=p_value, note=f"not significant (p = {p_value:.3g} ≥ {alpha:g}); {note}"
+        )
+    return Decision(_direction(base, head, higher_is_better), p_value=p_value, note=note)

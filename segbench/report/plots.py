@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
+from segbench.bootstrap import CONFIDENCE, value_interval
+from segbench.evidence import Evidence
 from segbench.report.columns import column
 from segbench.report.query import FACTOR_PREFIX, ReportData, source_of
 from segbench.report.table import Row, Table, format_factor
@@ -296,13 +298,16 @@ def accuracy_cost_plot(data: ReportData, rows: list[RowJobs]) -> Plot | None:
         return None
     acc = column(accuracy)
     panels = []
+    #: row index → (below, above) the point: its bootstrap interval, else ± std over seeds
+    bars: dict[int, tuple[float, float]] = {}
     for cost in COST_METRICS:
         spec = column(cost)
         points = []
         for r in rows:
             y, x = _row_mean(data, r, accuracy), _row_mean(data, r, cost)
             if y is not None and x is not None and x[0] > 0:
-                points.append((r, x[0] * spec.scale, y[0] * acc.scale, (y[1] or 0.0) * acc.scale))
+                low, high = bars.setdefault(r.index, _accuracy_bar(data, r, accuracy, y))
+                points.append((r, x[0] * spec.scale, y[0] * acc.scale, (low * acc.scale, high * acc.scale)))
         if points:
             panels.append((spec, points))
     if not panels:
@@ -319,7 +324,7 @@ def accuracy_cost_plot(data: ReportData, rows: list[RowJobs]) -> Plot | None:
                     ax.errorbar(
                         [p[1] for p in mine],
                         [p[2] for p in mine],
-                        yerr=[p[3] for p in mine],
+                        yerr=[[p[3][0] for p in mine], [p[3][1] for p in mine]],
                         fmt="o",
                         color=colors[block],
                         markersize=5,
@@ -340,13 +345,48 @@ def accuracy_cost_plot(data: ReportData, rows: list[RowJobs]) -> Plot | None:
         if len(blocks) > 1:
             _legend_right(axes[-1])
     names = " / ".join(spec.header for spec, _ in panels)
+    resampled = [r.index for r in rows if r.index in bars and _row_evidence(data, r, accuracy) is not None]
+    if len(resampled) == len(bars):
+        what = (
+            f"bars: {CONFIDENCE:.0%} bootstrap interval over the evaluation images (and seeds, where several)"
+        )
+    elif resampled:
+        what = (
+            f"bars: {CONFIDENCE:.0%} bootstrap interval over the images where per-image evidence was "
+            "recorded, else ± std over seeds"
+        )
+    else:
+        what = "bars ± std over seeds (no per-image evidence recorded)"
     return Plot(
         "accuracy_cost",
         "Accuracy against cost",
         f"{acc.header} against {names}; each point is a table row (numbered in the table, seeds averaged, "
-        "bars ± std), the dashed line is the Pareto front: no other row is both cheaper and more accurate.",
+        f"{what}), the dashed line is the Pareto front: no other row is both cheaper and more accurate.",
         fig,
     )
+
+
+def _row_evidence(data: ReportData, row: RowJobs, metric: str) -> list[Evidence] | None:
+    """The per-image evidence of every job that gave ``row`` its ``metric`` (same images), else None."""
+    if metric not in data.jobs.columns:
+        return None
+    frame = data.jobs.set_index("job_id")
+    evidence = [data.evidence.get(j) for j in row.job_ids if _plain(frame.at[j, metric]) is not None]
+    if not evidence or any(e is None or not e.has(metric) for e in evidence):
+        return None
+    present = [e for e in evidence if e is not None]
+    return present if all(present[0].same_images(e) for e in present) else None
+
+
+def _accuracy_bar(
+    data: ReportData, row: RowJobs, metric: str, mean: tuple[float, float | None]
+) -> tuple[float, float]:
+    """How far the error bar reaches below and above the row's mean, in stored units."""
+    evidence = _row_evidence(data, row, metric)
+    if evidence is None:
+        return (mean[1] or 0.0, mean[1] or 0.0)
+    interval = value_interval([e.per_image(metric) for e in evidence], metric)
+    return (max(0.0, mean[0] - interval.low), max(0.0, interval.high - mean[0]))
 
 
 def per_class_heatmap(data: ReportData, rows: list[RowJobs]) -> Plot | None:

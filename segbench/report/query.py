@@ -7,7 +7,7 @@ to, so a re-run's report is complete without re-measuring anything.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -15,8 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from segbench.errors import UserError
+from segbench.evidence import Evidence
 from segbench.store.db import Database
-from segbench.store.schema import Job, Metric, Run
+from segbench.store.schema import ImageEvidence, Job, Metric, Run
 
 META_COLUMNS = (
     "job_id",
@@ -59,6 +60,8 @@ class ReportData:
     jobs: pd.DataFrame
     #: (job_id, metric) → the Metric row's unit, samples and extra, for captions and notes
     details: dict[tuple[int, str], dict[str, Any]]
+    #: job_id → the per-image evidence of its evaluation (jobs recorded with it)
+    evidence: dict[int, Evidence] = field(default_factory=dict)
 
     def factor_names(self) -> list[str]:
         return [c[len(FACTOR_PREFIX) :] for c in self.jobs.columns if c.startswith(FACTOR_PREFIX)]
@@ -152,10 +155,22 @@ def load_report_data(db: Database, suite: str | None = None, run: str | int | No
                 rec[name] = m.value
                 details[(job.id, name)] = {"unit": m.unit, "samples": m.samples, "extra": m.extra}
             records.append(rec)
+        evidence = load_evidence(session, {job.id: sources[job.id].id for job in jobs})
     frame = pd.DataFrame.from_records(records)
     if frame.empty:
         frame = pd.DataFrame(columns=list(META_COLUMNS))
-    return ReportData(run=info, jobs=frame, details=details)
+    return ReportData(run=info, jobs=frame, details=details, evidence=evidence)
+
+
+def load_evidence(session: Session, sources: dict[int, int]) -> dict[int, Evidence]:
+    """job id → the evidence its source job recorded (``sources``: job id → source job id)."""
+    rows = session.scalars(select(ImageEvidence).where(ImageEvidence.job_id.in_(set(sources.values()))))
+    by_source = {row.job_id: decode_evidence(row) for row in rows}
+    return {job: by_source[src] for job, src in sources.items() if src in by_source}
+
+
+def decode_evidence(row: ImageEvidence) -> Evidence:
+    return Evidence.decode(row.dataset, row.split, row.images_sha, row.data, row.format)
 
 
 def _hashable(value: Any) -> Any:

@@ -14,8 +14,10 @@ from typing import Any
 
 import pandas as pd
 
+from segbench.bootstrap import CONFIDENCE, Interval, paired_delta
 from segbench.config import ReportSettings, parse_suite
 from segbench.errors import UserError, did_you_mean
+from segbench.evidence import source_array
 from segbench.report.columns import DEFAULT_COLUMNS, MetricColumn, column
 from segbench.report.query import FACTOR_PREFIX, ReportData
 
@@ -23,6 +25,8 @@ from segbench.report.query import FACTOR_PREFIX, ReportData
 PARTIAL_MARK = "†"
 #: marks a timing whose spread never settled (flagged noisy when it was measured)
 NOISY_MARK = "‡"
+#: marks a Δ whose bootstrap interval excludes zero
+SIGNIFICANT_MARK = "*"
 
 
 @dataclass
@@ -34,6 +38,8 @@ class Cell:
     n: int = 1
     #: a timing behind it was flagged noisy (its CV stayed above the target)
     noisy: bool = False
+    #: a Δ's paired bootstrap interval (None: no per-image evidence to resample)
+    interval: Interval | None = None
 
 
 @dataclass
@@ -43,6 +49,8 @@ class Row:
     status: str
     seeds: int
     is_baseline: bool = False
+    #: the jobs the row folds (one per seed)
+    job_ids: list[int] = field(default_factory=list)
 
     def partial(self, cell: Cell) -> bool:
         """The cell averages fewer seeds than the row ran (the others failed before that metric)."""
@@ -88,6 +96,10 @@ class Table:
                 for m in self.delta_columns:
                     cell = row.cells.get("Δ" + m.name)
                     rec["delta_" + m.name] = None if cell is None else cell.value
+                    interval = cell.interval if cell is not None else None
+                    rec["delta_" + m.name + "_low"] = interval.low if interval else None
+                    rec["delta_" + m.name + "_high"] = interval.high if interval else None
+                    rec["delta_" + m.name + "_p"] = interval.p_value if interval else None
                 rec["status"] = row.status
                 rec["seeds"] = row.seeds
                 out.append(rec)
@@ -148,7 +160,7 @@ def build_table(data: ReportData, settings: ReportSettings | None = None) -> Tab
         statuses = set(group["status"])
         status = "done" if statuses == {"done"} else "/".join(sorted(statuses))
         blocks.setdefault(meta["block"] if _present(meta["block"]) else None, []).append(
-            Row(row_factors, cells, status, seeds=len(group))
+            Row(row_factors, cells, status, seeds=len(group), job_ids=[int(j) for j in group["job_id"]])
         )
     all_rows = [r for rows in blocks.values() for r in rows]
     _mark_best(all_rows, metrics)
@@ -158,7 +170,10 @@ def build_table(data: ReportData, settings: ReportSettings | None = None) -> Tab
         for m in deltas:
             if baseline is not None and m.name in row.cells and m.name in baseline.cells:
                 d = row.cells[m.name].value - baseline.cells[m.name].value
-                row.cells["Δ" + m.name] = Cell("", d)
+                interval = None
+                if baseline is not row and settings.resamples and source_array(m.name) is not None:
+                    interval = _delta_interval(data, row, baseline, m.name, settings.resamples)
+                row.cells["Δ" + m.name] = Cell("", d, interval=interval)
     factor_cols = [(k, k) for k in ("model", "dataset") if any(k in r.factors for r in all_rows)]
     if any("variant" in r.factors for r in all_rows):
         factor_cols.append(("variant", "variant"))
@@ -167,7 +182,9 @@ def build_table(data: ReportData, settings: ReportSettings | None = None) -> Tab
         _format(row, metrics, deltas)
     title = data.run.suite_name
     caption = _caption(data, metrics, settings)
-    notes = _notes(data, all_rows, metrics)
+    notes = _notes(data, all_rows, metrics) + (
+        _interval_notes(all_rows, deltas) if settings.resamples else []
+    )
     if unnamed:
         shown = ", ".join(f"`{f}`" for f in unnamed)
         verb = "varies" if len(unnamed) == 1 else "vary"
@@ -278,8 +295,81 @@ def _format(row: Row, metrics: list[MetricColumn], deltas: list[MetricColumn]) -
             row.cells["Δ" + m.name] = Cell("baseline", 0.0)
         elif cell is not None:
             cell.text = f"{cell.value * m.scale:+.{m.digits}f}"
+            if cell.interval is not None and not math.isnan(cell.interval.low):
+                low, high = (_signed(v * m.scale, m.digits) for v in (cell.interval.low, cell.interval.high))
+                mark = SIGNIFICANT_MARK if cell.interval.excludes_zero else ""
+                cell.text += f" [{low}, {high}]{mark}"
         else:
             row.cells["Δ" + m.name] = Cell("")
+
+
+def _signed(value: float, digits: int) -> str:
+    """``+1.10`` / ``−0.31`` (a true minus sign, as the papers print an interval)."""
+    return f"{value:+.{digits}f}".replace("-", "−")
+
+
+def _delta_interval(
+    data: ReportData, row: Row, baseline: Row, metric: str, resamples: int
+) -> Interval | None:
+    """The paired bootstrap interval of row − baseline, when both have evidence on the same images.
+
+    Every job that gave the row its value must have evidence for ``metric``, all
+    evaluated on the same images as the baseline's; otherwise the Δ stands
+    without an interval (the notes say why) rather than with one over other data.
+    """
+    sides = []
+    for r in (row, baseline):
+        jobs = [j for j in r.job_ids if _present(_value(data, j, metric))]
+        evidence = [data.evidence.get(j) for j in jobs]
+        if not jobs or any(e is None or not e.has(metric) for e in evidence):
+            return None
+        sides.append(evidence)
+    first = sides[0][0]
+    if not all(first.same_images(e) for side in sides for e in side):
+        return None
+    return paired_delta(
+        [e.per_image(metric) for e in sides[0]],
+        [e.per_image(metric) for e in sides[1]],
+        metric,
+        resamples=resamples,
+    )
+
+
+def _value(data: ReportData, job_id: int, metric: str) -> Any:
+    frame = data.jobs
+    if metric not in frame.columns:
+        return None
+    values = frame.loc[frame["job_id"] == job_id, metric].tolist()
+    return values[0] if values else None
+
+
+def _interval_notes(rows: list[Row], deltas: list[MetricColumn]) -> list[str]:
+    """What the Δ intervals resampled, and which Δs have none, so a reader knows what they mean."""
+    notes = []
+    for m in (m for m in deltas if source_array(m.name) is not None):
+        cells = [r.cells.get("Δ" + m.name) for r in rows if not r.is_baseline]
+        shown = [c.interval for c in cells if c is not None and c.interval is not None]
+        bare = [c for c in cells if c is not None and c.value is not None and c.interval is None]
+        if shown:
+            images = sorted({i.images for i in shown})
+            two_level = any(i.two_level for i in shown)
+            what = (
+                "the images and of the seeds of each row (a two-level bootstrap)"
+                if two_level
+                else "the images (one seed per row: the variation between trainings is not in it)"
+            )
+            notes.append(
+                f"Δ {m.header} [low, high]: {CONFIDENCE:.0%} paired bootstrap percentile interval over "
+                f"{'/'.join(map(str, images))} evaluation images, {shown[0].resamples:,} resamples of "
+                f"{what}, the same images drawn for a row and its baseline; {SIGNIFICANT_MARK} the "
+                "interval excludes 0."
+            )
+        if bare:
+            notes.append(
+                f"Δ {m.header} without an interval: no per-image evidence recorded for a row or its "
+                "baseline (results from before segbench kept it), or they were evaluated on different images."
+            )
+    return notes
 
 
 def format_factor(value: Any) -> str:

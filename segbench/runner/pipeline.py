@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from segbench.config import EvalSettings, TrainSettings
-from segbench.runner.results import ArtifactValue, JobResult, SeriesValue
+from segbench.runner.results import ArtifactValue, EvidenceValue, JobResult, SeriesValue
 from segbench.suite import JobSpec
 
 #: Callback the scheduler passes in: (stage, detail) for the live progress line.
@@ -286,6 +286,46 @@ def _eval(
     result.add("eval_images_per_s", out.images_per_s, "img/s", "eval")
     for i, sample in enumerate(getattr(out, "samples", None) or []):
         result.artifacts.append(ArtifactValue(f"sample_{i}.png", "image/png", _sample_png(sample, dataset)))
+    if out.per_image:
+        result.evidence = _evidence(spec, dataset, out)
+
+
+def _image_ids(dataset: Any, count: int) -> list[str]:
+    """The evaluated images, in order: paths under the dataset root, else indices (generated sets)."""
+    pairs = getattr(dataset, "pairs", None)
+    root = getattr(getattr(dataset, "layout", None), "root", None)
+    if pairs is not None and root is not None:
+        return [
+            str(p.image.relative_to(root)) if p.image.is_relative_to(root) else p.image.name
+            for p in pairs[:count]
+        ]
+    return [str(i) for i in range(count)]
+
+
+def _evidence(spec: JobSpec, dataset: Any, out: Any) -> EvidenceValue:
+    """The per-image counts, checked before they are recorded: they must give the recorded metrics."""
+    from segbench.evidence import FORMAT, Evidence, image_ids_sha, source_array
+
+    split = spec.eval["split"]
+    identity = {"name": spec.dataset, "options": spec.dataset_options, "split": split}
+    sha = image_ids_sha(identity, _image_ids(dataset, out.images))
+    evidence = Evidence(spec.dataset, split, sha, out.per_image)
+    recorded = {**out.metrics, **{f"trimap_miou@{w}": v for w, v in out.trimap.items()}}
+    for name, value in recorded.items():
+        if source_array(name) in out.per_image:
+            again = evidence.recompute(name)
+            if not (again == value or (again != again and value != value)):
+                raise RuntimeError(f"per-image evidence gives {name} = {again!r}, the evaluation {value!r}")
+    return EvidenceValue(
+        dataset=spec.dataset,
+        split=split,
+        images=evidence.images,
+        classes=evidence.classes,
+        images_sha=sha,
+        format=FORMAT,
+        arrays=sorted(out.per_image),
+        data=evidence.encode(),
+    )
 
 
 def _sample_png(sample: tuple[Any, Any, Any], dataset: Any) -> bytes:

@@ -42,12 +42,27 @@ class ArtifactValue:
 
 
 @dataclass
+class EvidenceValue:
+    """A job's per-image evaluation counts, encoded (:meth:`segbench.evidence.Evidence.encode`)."""
+
+    dataset: str
+    split: str
+    images: int
+    classes: int
+    images_sha: str
+    format: str
+    arrays: list[str]
+    data: bytes
+
+
+@dataclass
 class JobResult:
     job_key: str
     ok: bool
     metrics: list[MetricValue] = field(default_factory=list)
     series: list[SeriesValue] = field(default_factory=list)
     artifacts: list[ArtifactValue] = field(default_factory=list)
+    evidence: EvidenceValue | None = None
     stage_seconds: dict[str, float] = field(default_factory=dict)
     device: str | None = None
     hardware: dict[str, Any] | None = None

@@ -15,7 +15,7 @@ from segbench.config import LoadedSuite
 from segbench.runner.results import JobResult
 from segbench.store import provenance
 from segbench.store.db import Database
-from segbench.store.schema import Artifact, Hardware, Job, Metric, Run, Series
+from segbench.store.schema import Artifact, Hardware, ImageEvidence, Job, Metric, Run, Series
 from segbench.suite import JobSpec
 
 Rerun = Literal["none", "failed", "all"]
@@ -181,6 +181,21 @@ class Recorder:
                 s.add(Series(job_id=job_id, name=ser.name, steps=ser.steps, values=ser.values))
             for art in result.artifacts:
                 s.add(Artifact(job_id=job_id, name=art.name, media_type=art.media_type, data=art.data))
+            ev = result.evidence
+            if ev is not None:
+                s.add(
+                    ImageEvidence(
+                        job_id=job_id,
+                        dataset=ev.dataset,
+                        split=ev.split,
+                        images=ev.images,
+                        classes=ev.classes,
+                        images_sha=ev.images_sha,
+                        format=ev.format,
+                        arrays=ev.arrays,
+                        data=ev.data,
+                    )
+                )
 
     @staticmethod
     def _hardware(s, key: str, identity: dict) -> int:  # type: ignore[no-untyped-def]

@@ -117,6 +117,7 @@ class Job(Base):
     metrics: Mapped[list[Metric]] = relationship(back_populates="job", order_by="Metric.id")
     series: Mapped[list[Series]] = relationship(order_by="Series.id")
     artifacts: Mapped[list[Artifact]] = relationship(order_by="Artifact.id")
+    evidence: Mapped[ImageEvidence | None] = relationship()
 
 
 class Metric(Base):
@@ -160,4 +161,28 @@ class Artifact(Base):
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(200))
     media_type: Mapped[str] = mapped_column(String(64))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ImageEvidence(Base):
+    """A job's per-image evaluation counts (:mod:`segbench.evidence`): one compressed blob per job.
+
+    Not a row per number: VOC val's 1,449 images × 21 classes × 3 counts would be
+    91k rows; the npz of int32 arrays is tens of KB. ``images_sha`` identifies the
+    evaluated images (dataset, options, split, ordered ids): two jobs are paired
+    only when it is equal.
+    """
+
+    __tablename__ = "evidence"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), unique=True)
+    dataset: Mapped[str] = mapped_column(String(200))
+    split: Mapped[str] = mapped_column(String(100))
+    images: Mapped[int] = mapped_column(Integer)
+    classes: Mapped[int] = mapped_column(Integer)
+    images_sha: Mapped[str] = mapped_column(String(64), index=True)
+    format: Mapped[str] = mapped_column(String(16))
+    #: the arrays it holds (``counts``, ``band@W``, ``fg``), so ``show`` need not decode the blob
+    arrays: Mapped[list[Any]] = mapped_column(JSON)
     data: Mapped[bytes] = mapped_column(LargeBinary)
