@@ -17,11 +17,17 @@ ENTRIES: list[ModelEntry] = [
         paper="Wu, Tang, Zhang, Zhang. CGNet: A Light-weight Context Guided Network for Semantic "
         "Segmentation. arXiv 1811.08201",
         options=(
-            OptionSpec("M", 3, "CG blocks in stage 2 (including its down-sampling block)", "int"),
-            OptionSpec("N", 21, "CG blocks in stage 3 (including its down-sampling block)", "int"),
-            OptionSpec("dilation", (2, 4), "dilation of F_sur in stage 2 and stage 3", "list[int]"),
+            OptionSpec("M", 3, "CG blocks in stage 2 (including its down-sampling block)", "int", minimum=1),
+            OptionSpec("N", 21, "CG blocks in stage 3 (including its down-sampling block)", "int", minimum=1),
             OptionSpec(
-                "reduction", (8, 16), "F_glo (SE-like) channel reduction in stage 2 and 3", "list[int]"
+                "dilation", (2, 4), "dilation of F_sur in stage 2 and stage 3", "list[int]", minimum=1
+            ),
+            OptionSpec(
+                "reduction",
+                (8, 16),
+                "F_glo (SE-like) channel reduction in stage 2 and 3",
+                "list[int]",
+                minimum=1,
             ),
             OptionSpec("f_loc", True, "F_loc: 3x3 channel-wise conv (local feature)", "bool"),
             OptionSpec("f_sur", True, "F_sur: 3x3 dilated channel-wise conv (surrounding context)", "bool"),
@@ -44,9 +50,13 @@ ENTRIES: list[ModelEntry] = [
                 "bool",
             ),
             OptionSpec(
-                "width", 1.0, "channel multiplier of the 32/64/128 stage widths (1.0 = the paper)", "float"
+                "width",
+                1.0,
+                "channel multiplier of the 32/64/128 stage widths (1.0 = the paper)",
+                "float",
+                above=0,
             ),
-            OptionSpec("weights", None, "local state-dict file (the official checkpoints load)", "path"),
+            OptionSpec("weights", None, "local state-dict file (the official checkpoints load)", "file"),
         ),
         params_note="CGNet_M3N21, 19 classes: 496,306 parameters (the official code)",
     )

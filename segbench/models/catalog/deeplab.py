@@ -39,6 +39,7 @@ def _encoder_options() -> tuple[OptionSpec, ...]:
             [6, 12, 18],
             "atrous rates of the ASPP 3x3 branches at output stride 16 (doubled at 8, halved at 32)",
             "list[int]",
+            minimum=1,
         ),
         OptionSpec("image_pooling", True, "ASPP's image-level (global average pooling) branch", "bool"),
         OptionSpec(
@@ -47,6 +48,7 @@ def _encoder_options() -> tuple[OptionSpec, ...]:
             "unit rates of the last block (ResNet layer4, Xception exit flow), e.g. [1, 2, 4]; "
             "None = (1, 2, 4) for ResNets (v3's default), none for other backbones",
             "list[int]",
+            minimum=1,
         ),
     )
 
@@ -91,7 +93,11 @@ ENTRIES: list[ModelEntry] = [
                 "decoder", True, "the decoder; False = bilinear upsampling of the logits (DeepLab v3)", "bool"
             ),
             OptionSpec(
-                "low_level_channels", 48, "width of the 1x1 projection of low-level features (Table 1)", "int"
+                "low_level_channels",
+                48,
+                "width of the 1x1 projection of low-level features (Table 1)",
+                "int",
+                minimum=1,
             ),
             OptionSpec(
                 "decoder_convs",

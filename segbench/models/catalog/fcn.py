@@ -55,10 +55,14 @@ ENTRIES: list[ModelEntry] = [
             ),
             OptionSpec("aux", False, "ResNet only: torchvision's FCNHead on layer3 (training only)", "bool"),
             OptionSpec(
-                "width", 1.0, "channel multiplier of VGG16 and its fc6/fc7 (1.0 = the paper)", "float"
+                "width",
+                1.0,
+                "channel multiplier of VGG16 and its fc6/fc7 (1.0 = the paper)",
+                "float",
+                above=0,
             ),
             OptionSpec(
-                "weights", None, "local state-dict file of the whole model (nothing downloads)", "path"
+                "weights", None, "local state-dict file of the whole model (nothing downloads)", "file"
             ),
         ),
         params_note="FCN-8s VGG16, 21 classes: 134,489,759 parameters (the official Caffe net)",

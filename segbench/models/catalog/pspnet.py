@@ -39,6 +39,7 @@ ENTRIES: list[ModelEntry] = [
                 [1, 2, 3, 6],
                 "pyramid levels (bins x bins pooled grids), e.g. [1] or [1, 2, 3, 6]",
                 "list[int]",
+                minimum=1,
             ),
             OptionSpec("pooling", "avg", "pooling of the pyramid levels", "str", ("avg", "max")),
             OptionSpec(
