@@ -189,6 +189,14 @@ def expand(loaded: LoadedSuite, max_jobs: int | None = DEFAULT_MAX_JOBS) -> list
         _check_options(loaded, ("datasets", di), "dataset", dref.name, dict(dref.options))
         _check_root(loaded, di)
     settings = _SettingsCache(loaded)
+    resolved: dict[tuple[str, int, str], dict[str, Any]] = {}  # rows share most option sets
+
+    def options_of(kind: str, index: int, ref: Any, overrides: dict[str, Any], where: str) -> dict[str, Any]:
+        key = (kind, index, canonical_json(overrides))
+        if key not in resolved:
+            resolved[key] = _resolve(kind, ref.name, {**ref.options, **overrides}, where)
+        return resolved[key]
+
     jobs: list[JobSpec] = []
     seen: set[str] = set()
     for bi, block in enumerate(suite.variants):
@@ -201,16 +209,12 @@ def expand(loaded: LoadedSuite, max_jobs: int | None = DEFAULT_MAX_JOBS) -> list
                 section, name = _split_key(key)
                 by_section[section][name] = value
             train, evals, measure = (settings.get(bi, s, by_section[s]) for s in _SETTINGS)
-            for dref in suite.datasets:
-                dataset_options = _resolve(
-                    "dataset", dref.name, {**dref.options, **by_section["dataset"]}, where_v
-                )
+            for di, dref in enumerate(suite.datasets):
+                dataset_options = options_of("dataset", di, dref, by_section["dataset"], where_v)
                 _check_splits(loaded, dref.name, train, evals, suite.stages)
                 _check_split_size(loaded, dref.name, dataset_options, train, suite.stages)
-                for mref in suite.models:
-                    model_options = _resolve(
-                        "model", mref.name, {**mref.options, **by_section["model"]}, where_v
-                    )
+                for mi, mref in enumerate(suite.models):
+                    model_options = options_of("model", mi, mref, by_section["model"], where_v)
                     _check_eval_stride(
                         loaded, bi, mref.name, evals, suite.stages, "eval.output_stride" in overrides
                     )
