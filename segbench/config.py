@@ -250,8 +250,6 @@ class LoadedSuite(BaseModel):
 
     def line_of(self, loc: tuple[Any, ...]) -> int | None:
         """The 1-based line of the deepest YAML node on ``loc`` that exists."""
-        if len(loc) > 1 and loc[0] == "variants" and ("variants", 0) not in self.lines:
-            loc = ("variants", *loc[2:])  # a single block written as a mapping, not a list
         return _line_of(self.lines, loc)
 
     def error(self, loc: tuple[Any, ...], message: str) -> UserError:
@@ -437,6 +435,9 @@ def _plain_data_problem(data: Any) -> tuple[tuple[Any, ...], str] | None:
 
 
 def _line_of(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int | None:
+    """The 1-based line of the deepest YAML node on ``loc`` that exists."""
+    if len(loc) > 1 and loc[0] == "variants" and isinstance(loc[1], int) and ("variants", 0) not in lines:
+        loc = ("variants", *loc[2:])  # a single block written as a mapping, not a list
     for n in range(len(loc), -1, -1):
         if loc[:n] in lines:
             return lines[loc[:n]]

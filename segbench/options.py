@@ -97,11 +97,10 @@ class OptionSpec:
                 return f"= {value!r} must be greater than {self.above:g}"
             if self.below is not None and number >= self.below:
                 return f"= {value!r} must be less than {self.below:g}"
-        if self.kind in ("file", "dir"):
-            path = Path(value).expanduser()
-            if not (path.is_file() if self.kind == "file" else path.is_dir()):
-                what = "file" if self.kind == "file" else "directory"
-                return f"= {value!r}: no such {what} (paths are local; nothing downloads)"
+        if self.kind == "file" and not is_file(value):
+            return f"= {value!r}: no such file (paths are local; nothing downloads)"
+        if self.kind == "dir" and not is_dir(value):
+            return f"= {value!r}: no such directory"
         return None
 
     def _type_problem(self, value: Any) -> str | None:
@@ -129,6 +128,22 @@ class OptionSpec:
             f"must be of type {self.kind}{f' ({expected})' if expected else ''}, got {value!r}"
             + literal_hint(self.kind, value)
         )
+
+
+def is_file(path: str | Path) -> bool:
+    """``path`` names a file; False, not an exception, for names no file can have (a NUL, ``~x``)."""
+    try:
+        return Path(path).expanduser().is_file()
+    except (OSError, ValueError, RuntimeError):
+        return False
+
+
+def is_dir(path: str | Path) -> bool:
+    """``path`` names a directory; False for names no directory can have."""
+    try:
+        return Path(path).expanduser().is_dir()
+    except (OSError, ValueError, RuntimeError):
+        return False
 
 
 def _freeze(value: Any) -> Any:

@@ -409,13 +409,11 @@ def _check_eval_stride(
         spec = entry.option("output_stride")
     except KeyError:
         raise loaded.error(
-            loc, f"eval.output_stride={stride}: model '{model}' cannot change its output stride (it has none)"
+            loc, f"{stride}: model '{model}' cannot change its output stride (it has none); leave it unset"
         ) from None
     if spec.choices is not None and stride not in spec.choices:
         raise loaded.error(
-            loc,
-            f"eval.output_stride={stride}: model '{model}' has output strides "
-            f"{', '.join(map(str, spec.choices))}",
+            loc, f"{stride}: model '{model}' has output strides {', '.join(map(str, spec.choices))}"
         )
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from segbench.data import classes as C
 from segbench.errors import UserError, did_you_mean
-from segbench.options import OptionSpec, resolve_options
+from segbench.options import OptionSpec, is_dir, resolve_options
 
 DATA_ENV = "SEGBENCH_DATA"
 DIAGNOSTIC = "diagnostic"
@@ -88,12 +88,11 @@ class DatasetEntry:
                     f"at ${DATA_ENV}/{self.name}).\n{self.describe_layout()}"
                 )
             root, origin = env_root, f"${DATA_ENV}/{self.name}"
-        path = Path(root).expanduser()
-        if not path.is_dir():
+        if not is_dir(root):
             raise UserError(
-                f"dataset '{self.name}': {origin} {path} is not a directory.\n{self.describe_layout()}"
+                f"dataset '{self.name}': {origin} {root} is not a directory.\n{self.describe_layout()}"
             )
-        return path
+        return Path(root).expanduser()
 
     def split_size(self, split: str, options: Mapping[str, Any]) -> int | None:
         """Samples in ``split`` when known without reading files: the generated dataset's lengths."""
