@@ -194,6 +194,9 @@ def expand(loaded: LoadedSuite, max_jobs: int | None = DEFAULT_MAX_JOBS) -> list
     def options_of(kind: str, index: int, ref: Any, overrides: dict[str, Any], where: str) -> dict[str, Any]:
         key = (kind, index, canonical_json(overrides))
         if key not in resolved:
+            # Options that are each valid but not together: the row's line, or the entry's own
+            # options when the row changes none of them.
+            where = where if overrides else _where(loaded, (f"{kind}s", index, "options"))
             resolved[key] = _resolve(kind, ref.name, {**ref.options, **overrides}, where)
         return resolved[key]
 
@@ -216,7 +219,13 @@ def expand(loaded: LoadedSuite, max_jobs: int | None = DEFAULT_MAX_JOBS) -> list
                 for mi, mref in enumerate(suite.models):
                     model_options = options_of("model", mi, mref, by_section["model"], where_v)
                     _check_eval_stride(
-                        loaded, bi, mref.name, evals, suite.stages, "eval.output_stride" in overrides
+                        loaded,
+                        bi,
+                        mref.name,
+                        model_options,
+                        evals,
+                        suite.stages,
+                        "eval.output_stride" in overrides,
                     )
                     for seed in suite.seeds:
                         job = JobSpec(
@@ -248,12 +257,18 @@ def expand(loaded: LoadedSuite, max_jobs: int | None = DEFAULT_MAX_JOBS) -> list
     return jobs
 
 
-def _resolve(kind: str, name: str, options: dict[str, Any], where: str = "") -> dict[str, Any]:
-    """The full options of a model or a dataset (defaults filled in, every value checked)."""
+def _resolve(
+    kind: str, name: str, options: dict[str, Any], where: str = "", combination: bool = True
+) -> dict[str, Any]:
+    """The full options of a model or a dataset (defaults filled in, every value checked).
+
+    ``combination=False`` checks each value alone, not whether a model can be built with
+    them together (that needs the whole row).
+    """
     if kind == "model":
         from segbench.models import resolve_options
 
-        return resolve_options(name, options, where)
+        return resolve_options(name, options, where, combination)
     from segbench.data.catalog import resolve_dataset_options
 
     return resolve_dataset_options(name, options, where)
@@ -271,13 +286,9 @@ def _check_options(
         raise loaded.error((*loc, "name"), str(exc)) from None
     for key, value in options.items():
         try:
-            _resolve(kind, name, {key: value})
+            _resolve(kind, name, {key: value}, combination=False)
         except UserError as exc:
             raise loaded.error((*loc, "options", key), str(exc)) from None
-    try:
-        _resolve(kind, name, options)  # options that are each fine but not together
-    except UserError as exc:
-        raise loaded.error((*loc, "options"), str(exc)) from None
 
 
 def _check_root(loaded: LoadedSuite, index: int) -> None:
@@ -339,7 +350,7 @@ def _check_factor_values(loaded: LoadedSuite, bi: int, block: VariantBlock, sett
         refs = suite.models if section == "model" else suite.datasets
         for ref in refs:
             try:
-                _resolve(section, ref.name, {**ref.options, name: value})
+                _resolve(section, ref.name, {**ref.options, name: value}, combination=False)
             except UserError as exc:
                 raise loaded.error(value_loc, str(exc)) from None
 
@@ -392,9 +403,16 @@ def _check_split_size(
 
 
 def _check_eval_stride(
-    loaded: LoadedSuite, bi: int, model: str, evals: dict[str, Any], stages: list[str], from_grid: bool
+    loaded: LoadedSuite,
+    bi: int,
+    model: str,
+    options: dict[str, Any],
+    evals: dict[str, Any],
+    stages: list[str],
+    from_grid: bool,
 ) -> None:
-    """eval.output_stride on a catalogued model without an output stride fails every evaluation."""
+    """eval.output_stride must be one the model can switch to: else every evaluation fails."""
+    from segbench.errors import UserError
     from segbench.models import get_entry
     from segbench.models.catalog import is_import_path
 
@@ -415,6 +433,10 @@ def _check_eval_stride(
         raise loaded.error(
             loc, f"{stride}: model '{model}' has output strides {', '.join(map(str, spec.choices))}"
         )
+    try:  # the trained model at the evaluation's stride (DeepLab's rates, FCN's skips must fit it)
+        entry.resolve({**options, "output_stride": stride})
+    except UserError as exc:
+        raise loaded.error(loc, f"{stride}: {exc}") from None
 
 
 def _check_report(loaded: LoadedSuite, jobs: list[JobSpec]) -> None:

@@ -19,6 +19,7 @@ import pytest
 
 from segbench.cli import main
 from segbench.config import NAME_LENGTHS, parse_suite
+from segbench.errors import UserError
 from segbench.suite import expand
 from tests.test_spine import segbench
 
@@ -370,3 +371,32 @@ def test_a_real_process_prints_one_line_and_no_traceback(case: str, tmp_path: Pa
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith("error: bad.yaml") and "Traceback" not in proc.stderr
     assert not (tmp_path / "x.db").exists()
+
+
+def test_options_valid_alone_are_checked_together_per_row(tmp_path: Path) -> None:
+    """A grid may pair options that only work together; a row that cannot be built is refused."""
+    fcn = edit(
+        "  - name: pspnet\n    options: {backbone: resnet18, width: 0.25, output_stride: 8}",
+        "  - name: fcn\n    options: {variant: 32s}",
+    ).replace("ppm: [true, false]", "backbone: [vgg16, resnet50]\n    output_stride: [32, 8]")
+    fcn = fcn.replace("  baseline: {ppm: false}\n", "")
+    excluded = fcn.replace(
+        "output_stride: [32, 8]", "output_stride: [32, 8]\n  exclude: [{backbone: vgg16, output_stride: 8}]"
+    )
+    assert len(expand(parse_suite(excluded, "ok.yaml"))) == 3
+    with pytest.raises(
+        UserError, match=r"bad.yaml:8: model 'fcn': FCN on VGG16 has output stride 32 only, not 8"
+    ):
+        expand(parse_suite(fcn, "bad.yaml"))
+    deeplab = edit("name: pspnet", "name: deeplabv3").replace(
+        "ppm: [true, false]", "aspp_rates: [[6, 12, 18], [3, 6]]"
+    )
+    deeplab = deeplab.replace("{ppm: false}", "{aspp_rates: [3, 6]}").replace(
+        "output_stride: 8}", "output_stride: 16}"
+    )
+    expand(parse_suite(deeplab, "ok.yaml"))  # rate 3 is fine at output stride 16 ...
+    with pytest.raises(
+        UserError, match=r"bad.yaml:17: eval\.output_stride: 32: model 'deeplabv3': aspp_rates \[3\]"
+    ):
+        # ... but not when the trained model is evaluated at 32
+        expand(parse_suite(deeplab + "eval: {output_stride: 32}\n", "bad.yaml"))

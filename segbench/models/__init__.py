@@ -16,7 +16,9 @@ from segbench.options import check_plain_options
 __all__ = ["ModelEntry", "build_model", "entries", "get_entry", "resolve_options"]
 
 
-def resolve_options(name: str, options: dict[str, Any], where: str = "") -> dict[str, Any]:
+def resolve_options(
+    name: str, options: dict[str, Any], where: str = "", combination: bool = True
+) -> dict[str, Any]:
     """The full option dict a job will build with (defaults filled in, every value checked).
 
     An import path ``package.module:factory`` has no catalog entry: its options are the
@@ -25,7 +27,7 @@ def resolve_options(name: str, options: dict[str, Any], where: str = "") -> dict
     """
     if is_import_path(name):
         return check_plain_options(options, f"model '{name}'", where)
-    return get_entry(name).resolve(options, where)
+    return get_entry(name).resolve(options, where, combination)
 
 
 def build_model(name: str, num_classes: int, **options: Any) -> Any:

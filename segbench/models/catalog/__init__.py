@@ -57,6 +57,10 @@ class ModelEntry:
     params_note: str = ""
     aliases: tuple[str, ...] = field(default=())
     open_options: bool = False  # plugin factories: options are the factory's own kwargs
+    #: Options that are each valid but not together (FCN's VGG16 at output stride 8): the
+    #: builder would refuse them in every job, so resolution refuses them at load time.
+    #: Called with the resolved options; returns what is wrong, or None.
+    check: Callable[[Mapping[str, Any]], str | None] | None = None
 
     def option(self, name: str) -> OptionSpec:
         for spec in self.options:
@@ -64,15 +68,22 @@ class ModelEntry:
                 return spec
         raise KeyError(name)
 
-    def resolve(self, options: Mapping[str, Any], where: str = "") -> dict[str, Any]:
+    def resolve(
+        self, options: Mapping[str, Any], where: str = "", combination: bool = True
+    ) -> dict[str, Any]:
         """Defaults filled in; unknown names and ill-typed or out-of-range values are UserErrors.
 
         A plugin factory without declared options (``open_options``) takes its options as
-        they are, checked only to be plain JSON data.
+        they are, checked only to be plain JSON data. ``combination=False`` checks each
+        option alone (a grid value, before the other factors of its row are known).
         """
         if self.open_options:
             return check_plain_options(options, f"model '{self.name}'", where)
-        return resolve_options(self.options, options, f"model '{self.name}'", where)
+        resolved = resolve_options(self.options, options, f"model '{self.name}'", where)
+        problem = self.check(resolved) if self.check is not None and combination else None
+        if problem:
+            raise UserError(f"{where + ': ' if where else ''}model '{self.name}': {problem}")
+        return resolved
 
     def load_builder(self) -> Callable[..., Any]:
         return load_object(self.builder)

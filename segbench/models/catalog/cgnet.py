@@ -7,7 +7,21 @@ channel-wise convs); defaults are the official code's CGNet_M3N21.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from segbench.models.catalog import ModelEntry, OptionSpec
+
+
+def _check(o: Mapping[str, Any]) -> str | None:
+    """The combinations build_cgnet refuses."""
+    if not (o["f_loc"] or o["f_sur"]):
+        return "needs f_loc or f_sur (or both): with neither a CG block has no joint feature"
+    for name in ("dilation", "reduction"):
+        if len(o[name]) != 2:
+            return f"{name} is two integers (stage 2, stage 3), not {list(o[name])}"
+    return None
+
 
 ENTRIES: list[ModelEntry] = [
     ModelEntry(
@@ -58,6 +72,7 @@ ENTRIES: list[ModelEntry] = [
             ),
             OptionSpec("weights", None, "local state-dict file (the official checkpoints load)", "file"),
         ),
+        check=_check,
         params_note="CGNet_M3N21, 19 classes: 496,306 parameters (the official code)",
     )
 ]
