@@ -98,9 +98,9 @@ class OptionSpec:
             if self.below is not None and number >= self.below:
                 return f"= {value!r} must be less than {self.below:g}"
         if self.kind == "file" and not is_file(value):
-            return f"= {value!r}: no such file (paths are local; nothing downloads)"
+            return f"= {value!r}: the file does not exist (paths are local; nothing downloads)"
         if self.kind == "dir" and not is_dir(value):
-            return f"= {value!r}: no such directory"
+            return f"= {value!r}: the directory does not exist"
         return None
 
     def _type_problem(self, value: Any) -> str | None:

@@ -177,7 +177,7 @@ CASES: list[tuple[str, str | bytes, str]] = [
     (
         "missing-weights",
         edit("width: 0.25,", "width: 0.25, weights: /nonexistent/resnet18.pth,"),
-        r"bad.yaml:7: models\[0\]\.options\.weights: .*no such file",
+        r"bad.yaml:7: models\[0\]\.options\.weights: .*the file does not exist",
     ),
     (
         "missing-root",
