@@ -396,7 +396,7 @@ def test_options_valid_alone_are_checked_together_per_row(tmp_path: Path) -> Non
     )
     expand(parse_suite(deeplab, "ok.yaml"))  # rate 3 is fine at output stride 16 ...
     with pytest.raises(
-        UserError, match=r"bad.yaml:17: eval\.output_stride: 32: model 'deeplabv3': aspp_rates \[3\]"
+        UserError, match=r"bad.yaml:17: eval\.output_stride: 32: model 'deeplabv3': ASPP rate 3 \(given"
     ):
         # ... but not when the trained model is evaluated at 32
         expand(parse_suite(deeplab + "eval: {output_stride: 32}\n", "bad.yaml"))

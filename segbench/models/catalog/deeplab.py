@@ -25,7 +25,7 @@ def _check(o: Mapping[str, Any]) -> str | None:
     odd = [r for r in o["aspp_rates"] if (r * 16) % stride]
     if odd:
         return (
-            f"aspp_rates {odd} (given at output stride 16) have no integer equivalent at output stride "
+            f"ASPP rate {odd[0]} (given at output stride 16) has no integer equivalent at output stride "
             f"{stride}; use rates divisible by {stride // 16}"
         )
     convs = o.get("decoder_convs")
