@@ -85,17 +85,22 @@ def run(
             help="with --backend ray: the cluster to join (auto, ray://head:10001); default: a local one"
         ),
     ] = None,
+    max_jobs: Annotated[
+        int | None,
+        typer.Option(min=1, help="refuse a suite that expands to more jobs (a runaway grid); default 10000"),
+    ] = None,
 ) -> None:
     """Expand a suite into jobs, run them on the available devices, record every number."""
     from segbench.config import load_suite
-    from segbench.suite import expand, select
+    from segbench.suite import DEFAULT_MAX_JOBS, expand, select
 
     if at is not None:
         placement = ["--backend", backend.value] + (["--ray-address", ray_address] if ray_address else [])
+        placement += ["--max-jobs", str(max_jobs)] if max_jobs is not None else []
         _run_at(suite, at, db, devices, workers, only, rerun, workdir, dry_run, placement)
         return
     loaded = load_suite(suite)
-    jobs = select(expand(loaded), only)
+    jobs = select(expand(loaded, max_jobs=DEFAULT_MAX_JOBS if max_jobs is None else max_jobs), only)
     if not jobs:
         raise _user_error(f"--only '{only}' matches none of the suite's jobs")
     if dry_run:
@@ -154,6 +159,10 @@ def _run_at(
     )
 
 
+#: Past this many jobs ``--dry-run`` prints tab-separated columns instead of a rich table.
+_RICH_TABLE_ROWS = 500
+
+
 def _print_jobs(name: str, jobs: list) -> None:  # type: ignore[type-arg]
     """The expanded jobs; what every job shares (model, dataset, seed, stages) goes in the title."""
     from rich.table import Table
@@ -174,7 +183,17 @@ def _print_jobs(name: str, jobs: list) -> None:  # type: ignore[type-arg]
             shared.append(f"{col} {values[0]}")
         else:
             columns.append(col)
-    table = Table(title=f"{name}: {len(jobs)} job(s)", caption=" · ".join(shared))
+    title, caption = f"{name}: {len(jobs)} job(s)", " · ".join(shared)
+    if len(jobs) > _RICH_TABLE_ROWS:
+        # rich lays a table out cell by cell (milliseconds a row): a big grid prints plain columns.
+        head = [*columns, *factors]
+        lines = [title, caption, "\t".join(head)]
+        for i, job in enumerate(jobs):
+            cells = [str(i), job.job_key, *(per_job[col][i] for col in columns[2:])]
+            lines.append("\t".join([*cells, *(_factor_text(job.factors.get(f)) for f in factors)]))
+        sys.stdout.write("\n".join(lines) + "\n")
+        return
+    table = Table(title=title, caption=caption)
     for col in columns:
         table.add_column(col, no_wrap=col in ("#", "job key"))
     for col in factors:

@@ -8,64 +8,121 @@ jobs. It never imports torch, so ``segbench run --dry-run`` is instant.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from yaml.composer import Composer, ComposerError
+from yaml.constructor import SafeConstructor
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.resolver import Resolver
 
 from segbench.errors import UserError, did_you_mean
+from segbench.options import literal_hint
 
 Stage = Literal["complexity", "latency", "train", "eval"]
 ALL_STAGES: tuple[str, ...] = ("complexity", "latency", "train", "eval")
 
+#: A suite is a few kilobytes; past this the file is refused before it is parsed.
+MAX_SUITE_BYTES = 1 << 20
+#: Collections nested deeper than this are refused (a suite needs fewer than ten levels).
+MAX_DEPTH = 48
+#: Nodes that aliases (``*name``) may add to the document beyond those written out:
+#: a "billion laughs" file (aliases of aliases) stops here instead of filling the memory.
+ALIAS_BUDGET = 100_000
+#: Longest names the results database stores (the String(n) columns of
+#: segbench/store/schema.py; tests/test_bad_suites.py pins that the two agree).
+NAME_LENGTHS = {
+    "suite_name": 200,
+    "model": 300,
+    "model_label": 300,
+    "dataset": 200,
+    "dataset_label": 200,
+    "block": 200,
+    "variant": 200,
+}
+
+# Strict scalar types: YAML's `true` is not the integer 1, `"8"` is not 8, `"false"` not false.
+# (A float setting still takes an integer: `lr: 1` is 1.0.)
+Int = Annotated[int, Strict()]
+Float = Annotated[float, Strict()]
+Bool = Annotated[bool, Strict()]
+PosInt = Annotated[int, Strict(), Field(ge=1)]
+PosFloat = Annotated[float, Strict(), Field(gt=0)]
+
 
 class _Strict(BaseModel):
-    """Unknown keys are errors: a typo must never silently become a default."""
+    """Unknown keys are errors: a typo must never silently become a default; numbers are finite."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class TrainSettings(_Strict):
     """What the papers train with: SGD + poly LR, optional aux loss and AMP."""
 
     split: str = Field("train", description="the split trained on, e.g. trainaug for VOC as the papers do")
-    iterations: int = Field(200, ge=1)
-    batch_size: int = Field(8, ge=1)
-    crop_size: int | None = Field(None, ge=8, description="square crop; None = the dataset's image size")
-    scale_range: tuple[float, float] = (0.5, 2.0)
-    hflip: bool = True
-    lr: float = Field(0.01, gt=0)
-    momentum: float = 0.9
-    weight_decay: float = Field(1e-4, ge=0)
-    poly_power: float = 0.9
-    warmup_iters: int = Field(0, ge=0)
-    aux_weight: float | None = Field(
+    iterations: Int = Field(200, ge=1)
+    batch_size: Int = Field(8, ge=1)
+    crop_size: Int | None = Field(None, ge=8, description="square crop; None = the dataset's image size")
+    scale_range: tuple[PosFloat, PosFloat] = (0.5, 2.0)
+    hflip: Bool = True
+    lr: Float = Field(0.01, gt=0)
+    momentum: Float = Field(0.9, ge=0)
+    weight_decay: Float = Field(1e-4, ge=0)
+    poly_power: Float = Field(0.9, ge=0)
+    warmup_iters: Int = Field(0, ge=0)
+    aux_weight: Float | None = Field(
         0.4, ge=0, description="weight α of the auxiliary loss; None = no aux loss"
     )
     amp: Literal["off", "fp16", "bf16"] = "off"
-    channels_last: bool = False
-    deterministic: bool = True
-    checkpoint_every: int = Field(0, ge=0, description="0 = only at the end")
-    num_workers: int = Field(0, ge=0)
+    channels_last: Bool = False
+    deterministic: Bool = True
+    checkpoint_every: Int = Field(0, ge=0, description="0 = only at the end")
+    num_workers: Int = Field(0, ge=0)
+
+    @field_validator("scale_range")
+    @classmethod
+    def _ordered(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if v[0] > v[1]:
+            raise ValueError(f"scale_range is [low, high] with low <= high, got {list(v)}")
+        return v
 
 
 class SlidingWindow(_Strict):
-    crop: int = Field(..., ge=8)
-    stride: int = Field(..., ge=1)
+    crop: Int = Field(..., ge=8)
+    stride: Int = Field(..., ge=1)
+
+    @model_validator(mode="after")
+    def _no_gaps(self) -> SlidingWindow:
+        if self.stride > self.crop:
+            # Windows further apart than they are wide leave pixels without a prediction.
+            raise ValueError(f"stride {self.stride} is larger than crop {self.crop}: the windows leave gaps")
+        return self
 
 
 class EvalSettings(_Strict):
     """Evaluation-only factors: they reuse the trained checkpoint, never retrain."""
 
     split: str = Field("val", description="the split evaluated on")
-    scales: tuple[float, ...] = (1.0,)
-    flip: bool = False
-    output_stride: int | None = Field(None, description="evaluate at another output stride than training")
+    scales: tuple[Float, ...] = (1.0,)
+    flip: Bool = False
+    output_stride: Int | None = Field(
+        None, ge=1, description="evaluate at another output stride than training"
+    )
     sliding_window: SlidingWindow | None = None
-    trimap_widths: tuple[int, ...] = ()
-    batch_size: int = Field(4, ge=1)
-    max_samples: int | None = Field(None, ge=1)
+    trimap_widths: tuple[PosInt, ...] = ()
+    batch_size: Int = Field(4, ge=1)
+    max_samples: Int | None = Field(None, ge=1)
 
     @field_validator("scales")
     @classmethod
@@ -78,35 +135,46 @@ class EvalSettings(_Strict):
 class MeasureSettings(_Strict):
     """How complexity and latency are measured; every number says its input size."""
 
-    input_size: tuple[int, int] = (512, 512)
-    batch_size: int = Field(1, ge=1)
-    throughput_batch: int | None = Field(None, ge=1, description="also measure images/s at this batch")
-    warmup: int = Field(5, ge=0)
-    iters: int = Field(50, ge=3, description="maximum timed iterations")
-    min_iters: int = Field(10, ge=3)
+    input_size: tuple[PosInt, PosInt] = (512, 512)
+    batch_size: Int = Field(1, ge=1)
+    throughput_batch: Int | None = Field(None, ge=1, description="also measure images/s at this batch")
+    warmup: Int = Field(5, ge=0)
+    iters: Int = Field(50, ge=3, description="maximum timed iterations")
+    min_iters: Int = Field(10, ge=3)
     precision: Literal["fp32", "fp16", "bf16"] = "fp32"
-    channels_last: bool = False
-    compile: bool = False
-    include_aux: bool = Field(False, description="count the aux head in inference FLOPs")
-    memory: bool = True
-    threads: int | None = Field(None, ge=1)
+    channels_last: Bool = False
+    compile: Bool = False
+    include_aux: Bool = Field(False, description="count the aux head in inference FLOPs")
+    memory: Bool = True
+    threads: Int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _min_below_max(self) -> MeasureSettings:
+        if self.min_iters > self.iters:
+            # The latency stage would refuse it in every job; say so before any job runs.
+            raise ValueError(f"min_iters={self.min_iters} is larger than iters={self.iters}")
+        return self
 
 
 class DatasetRef(_Strict):
-    name: str
-    label: str | None = None
+    name: str = Field(..., max_length=NAME_LENGTHS["dataset"])
+    label: str | None = Field(None, max_length=NAME_LENGTHS["dataset_label"])
     root: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
 
 
 class ModelRef(_Strict):
-    name: str = Field(..., description="a registered model, or an import path package.module:factory")
-    label: str | None = None
+    name: str = Field(
+        ...,
+        max_length=NAME_LENGTHS["model"],
+        description="a registered model, or an import path package.module:factory",
+    )
+    label: str | None = Field(None, max_length=NAME_LENGTHS["model_label"])
     options: dict[str, Any] = Field(default_factory=dict)
 
 
 class NamedVariant(_Strict):
-    name: str
+    name: str = Field(..., max_length=NAME_LENGTHS["variant"])
     options: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -118,7 +186,7 @@ class VariantBlock(_Strict):
     ``dataset.size`` address the other sections.
     """
 
-    block: str | None = None
+    block: str | None = Field(None, max_length=NAME_LENGTHS["block"])
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     named: list[NamedVariant] = Field(default_factory=list)
     exclude: list[dict[str, Any]] = Field(default_factory=list)
@@ -141,13 +209,13 @@ class ReportSettings(_Strict):
         None, description="metrics compared with the baseline; default: the first"
     )
     caption: str | None = None
-    resamples: int = Field(
+    resamples: Int = Field(
         10_000, ge=0, description="bootstrap resamples of the Δ intervals (0: no intervals)"
     )
 
 
 class Suite(_Strict):
-    name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$", max_length=NAME_LENGTHS["suite_name"])
     description: str = ""
     datasets: list[DatasetRef] = Field(..., min_length=1)
     models: list[ModelRef] = Field(..., min_length=1)
@@ -156,7 +224,7 @@ class Suite(_Strict):
     train: TrainSettings = Field(default_factory=TrainSettings)
     eval: EvalSettings = Field(default_factory=EvalSettings)
     measure: MeasureSettings = Field(default_factory=MeasureSettings)
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[Int] = Field(default_factory=lambda: [0], min_length=1)
     report: ReportSettings = Field(default_factory=ReportSettings)
 
     @field_validator("variants", mode="before")
@@ -185,8 +253,6 @@ class LoadedSuite(BaseModel):
 
     def line_of(self, loc: tuple[Any, ...]) -> int | None:
         """The 1-based line of the deepest YAML node on ``loc`` that exists."""
-        if len(loc) > 1 and loc[0] == "variants" and ("variants", 0) not in self.lines:
-            loc = ("variants", *loc[2:])  # a single block written as a mapping, not a list
         return _line_of(self.lines, loc)
 
     def error(self, loc: tuple[Any, ...], message: str) -> UserError:
@@ -196,20 +262,185 @@ class LoadedSuite(BaseModel):
         return UserError(f"{where}: {_dotted(loc)}: {message}")
 
 
-def _line_index(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
-    out[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            key = key_node.value
-            out[(*path, key)] = key_node.start_mark.line + 1
-            _line_index(value_node, (*path, key), out)
-            out[(*path, key)] = key_node.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _line_index(item, (*path, i), out)
+try:  # libyaml scans and parses ~10x faster; the composition below stays in Python (its bounds)
+    from yaml._yaml import CParser as _CParser
+except ImportError:  # pragma: no cover - PyYAML built without libyaml
+    _CParser = None
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _SuiteLoader(
+    *((_CParser,) if _CParser else (yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser)),
+    Composer,
+    SafeConstructor,
+    Resolver,
+):  # type: ignore[misc]
+    """PyYAML's safe loader with the bounds a suite file needs, checked while composing.
+
+    Duplicate keys are errors (YAML keeps the last one silently); collections nest at most
+    :data:`MAX_DEPTH` deep; aliases may add at most :data:`ALIAS_BUDGET` nodes (each node's
+    expanded size is known when it is composed, so a "billion laughs" file stops at its
+    first levels) and never refer to a node that contains them. Dates stay strings: a
+    suite has no timestamps, and ``2024-13-01`` must not raise from the constructor.
+    """
+
+    yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in Resolver.yaml_implicit_resolvers.items()
+    }
+
+    def __init__(self, text: str) -> None:
+        if _CParser is not None:
+            _CParser.__init__(self, text)
+        else:  # pragma: no cover
+            yaml.reader.Reader.__init__(self, text)
+            yaml.scanner.Scanner.__init__(self)
+            yaml.parser.Parser.__init__(self)
+        Composer.__init__(self)
+        SafeConstructor.__init__(self)
+        Resolver.__init__(self)
+        self._depth = 0
+        self._aliased = 0
+        self._open_anchors: set[str] = set()
+        self._sizes: dict[int, int] = {}
+
+    # CParser brings a composer of its own, in C and unbounded: use Composer's.
+    get_single_node = Composer.get_single_node
+    compose_document = Composer.compose_document
+    compose_scalar_node = Composer.compose_scalar_node
+    compose_sequence_node = Composer.compose_sequence_node
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor in self._open_anchors:
+                raise ComposerError(
+                    None, None, f"alias *{event.anchor} refers to a node that contains it", event.start_mark
+                )
+            target = self.anchors.get(event.anchor)
+            if target is not None:
+                self._aliased += self._sizes[id(target)]
+                if self._aliased > ALIAS_BUDGET:
+                    raise ComposerError(
+                        None,
+                        None,
+                        f"aliases expand to more than {ALIAS_BUDGET:,} nodes; write the values out",
+                        event.start_mark,
+                    )
+            return Composer.compose_node(self, parent, index)
+        if self._depth >= MAX_DEPTH:
+            raise ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep", event.start_mark)
+        anchor = getattr(event, "anchor", None)
+        if anchor is not None:
+            self._open_anchors.add(anchor)
+        self._depth += 1
+        try:
+            node = Composer.compose_node(self, parent, index)
+        finally:
+            self._depth -= 1
+            self._open_anchors.discard(anchor)  # type: ignore[arg-type]
+        children: list[Node] = []
+        if isinstance(node, SequenceNode):
+            children = node.value
+        elif isinstance(node, MappingNode):
+            children = [n for pair in node.value for n in pair]
+        self._sizes[id(node)] = 1 + sum(self._sizes[id(child)] for child in children)
+        return node
+
+    def compose_mapping_node(self, anchor: str | None) -> MappingNode:
+        node = Composer.compose_mapping_node(self, anchor)
+        first: dict[str, int] = {}
+        for key_node, _ in node.value:
+            if isinstance(key_node, ScalarNode) and key_node.tag != _MERGE_TAG:
+                line = key_node.start_mark.line + 1
+                if key_node.value in first:
+                    raise ComposerError(
+                        None,
+                        None,
+                        f"duplicate key '{key_node.value}' (first at line {first[key_node.value]}, "
+                        f"again at line {line})",
+                        key_node.start_mark,
+                    )
+                first[key_node.value] = line
+        return node
+
+
+def _line_index(root: Node) -> dict[tuple[Any, ...], int]:
+    """Path of every written node → its 1-based line (a mapping entry: its key's line).
+
+    Each node is visited once, so an aliased subtree is indexed where it is written; a path
+    through an alias falls back to the alias's own line (see :func:`_line_of`).
+    """
+    out: dict[tuple[Any, ...], int] = {}
+    seen: set[int] = set()
+    stack: list[tuple[tuple[Any, ...], Node]] = [((), root)]
+    while stack:
+        path, node = stack.pop()
+        out.setdefault(path, node.start_mark.line + 1)
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, MappingNode):
+            for key_node, value_node in node.value:
+                if isinstance(key_node, ScalarNode):
+                    key = (*path, key_node.value)
+                    out.setdefault(key, key_node.start_mark.line + 1)
+                    stack.append((key, value_node))
+        elif isinstance(node, SequenceNode):
+            stack.extend(((*path, i), item) for i, item in enumerate(node.value))
+    return out
+
+
+def _compose(text: str, path: Path) -> tuple[Any, dict[tuple[Any, ...], int]]:
+    """The suite's data and line index, from one bounded composition of the YAML."""
+    try:
+        loader = _SuiteLoader(text)
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise UserError(f"{where}: not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
+    except (ValueError, TypeError, OverflowError) as exc:  # a tagged value its constructor refuses
+        raise UserError(f"{path}: not valid YAML: {exc}") from None
+    except RecursionError:  # bounded by MAX_DEPTH; kept so no input can show a traceback
+        raise UserError(f"{path}: not valid YAML: nested too deeply") from None
+    return data, (_line_index(node) if node is not None else {})
+
+
+def _plain_data_problem(data: Any) -> tuple[tuple[Any, ...], str] | None:
+    """(location, problem) of the first value that is not plain JSON data, or None.
+
+    Everything in a suite ends up hashed and stored as JSON: a set, bytes or a
+    non-finite number (``.inf``, ``.nan``) is refused where it is written.
+    """
+    from segbench.options import json_problem
+
+    stack: list[tuple[tuple[Any, ...], Any]] = [((), data)]
+    while stack:
+        loc, value = stack.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    return loc, f"the key {key!r} is not a string (quote it)"
+                stack.append(((*loc, key), item))
+        elif isinstance(value, list | tuple):
+            stack.extend(((*loc, i), item) for i, item in enumerate(value))
+        else:
+            problem = json_problem(value)
+            if problem:
+                return loc, problem
+    return None
 
 
 def _line_of(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int | None:
+    """The 1-based line of the deepest YAML node on ``loc`` that exists."""
+    if len(loc) > 1 and loc[0] == "variants" and isinstance(loc[1], int) and ("variants", 0) not in lines:
+        loc = ("variants", *loc[2:])  # a single block written as a mapping, not a list
     for n in range(len(loc), -1, -1):
         if loc[:n] in lines:
             return lines[loc[:n]]
@@ -246,39 +477,66 @@ def _suggest(loc: tuple[Any, ...], bad_key: str) -> str:
     return did_you_mean(bad_key, model.model_fields) if model is not None else ""
 
 
-def parse_suite(text: str, path: Path | str = "<string>") -> LoadedSuite:
+def _pydantic_message(err: Any, loc: tuple[Any, ...]) -> str:
+    """pydantic's message, with a suggestion where the value is a near miss."""
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        return f"unknown field '{loc[-1]}'{_suggest(loc, str(loc[-1]))}"
+    kind = {"bool_type": "bool", "int_type": "int", "float_type": "float"}.get(err["type"])
+    if kind is not None:
+        if isinstance(err.get("input"), bool):
+            return f"{msg}, got the boolean {str(err['input']).lower()}"
+        return msg + literal_hint(kind, err.get("input"))
+    if err["type"] == "string_too_long":
+        return f"{msg} (the results database stores no more)"
+    if err["type"] == "literal_error" and isinstance(err.get("input"), str):
+        choices = re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", "")))
+        return msg + did_you_mean(err["input"], choices)
+    return msg
+
+
+def parse_suite(text: str | bytes, path: Path | str = "<string>") -> LoadedSuite:
     """Validate suite YAML; raise UserError naming file, line and field."""
     path = Path(path)
-    try:
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise UserError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if isinstance(text, bytes):
+        text = _decode(text, path)
+    if "\x00" in text:
+        raise UserError(f"{path}: not a UTF-8 text file")
+    if len(text) > MAX_SUITE_BYTES:
+        raise UserError(f"{path}: {len(text):,} characters; a suite file is at most {MAX_SUITE_BYTES:,}")
+    data, lines = _compose(text, path)
     if not isinstance(data, dict):
         raise UserError(f"{path}: a suite is a YAML mapping with at least 'name', 'datasets' and 'models'")
-    lines: dict[tuple[Any, ...], int] = {}
-    if node is not None:
-        _line_index(node, (), lines)
+    bad = _plain_data_problem(data)
+    if bad is not None:
+        loc, problem = bad
+        line = _line_of(lines, loc)
+        raise UserError(f"{f'{path}:{line}' if line else path}: {_dotted(loc)}: {problem}")
     try:
         suite = Suite.model_validate(data)
     except ValidationError as exc:
         messages = []
         for err in exc.errors():
-            loc = tuple(p for p in err["loc"] if p not in ("function-after[_eval_needs_train(), Suite]",))
+            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
             line = _line_of(lines, loc)
             where = f"{path}:{line}" if line else str(path)
-            msg = err["msg"]
-            if err["type"] == "extra_forbidden":
-                msg = f"unknown field '{loc[-1]}'{_suggest(loc, str(loc[-1]))}"
-            messages.append(f"{where}: {_dotted(loc)}: {msg}")
+            messages.append(f"{where}: {_dotted(loc)}: {_pydantic_message(err, loc)}")
         raise UserError("invalid suite:\n  " + "\n  ".join(messages)) from None
     return LoadedSuite(suite=suite, path=path, text=text, lines=lines)
+
+
+def _decode(raw: bytes, path: Path) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a UTF-8 text file") from None
 
 
 def load_suite(path: Path | str) -> LoadedSuite:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such suite file")
-    return parse_suite(path.read_text(encoding="utf-8"), path)
+    size = path.stat().st_size
+    if size > MAX_SUITE_BYTES:
+        raise UserError(f"{path}: {size:,} bytes; a suite file is at most {MAX_SUITE_BYTES:,} bytes")
+    return parse_suite(_decode(path.read_bytes(), path), path)

@@ -86,11 +86,12 @@ def test_unknown_model_suggests_closest() -> None:
         expand(loaded)
 
 
-def test_unknown_model_option_points_at_model_line() -> None:
+def test_unknown_model_option_points_at_the_options_line() -> None:
     text = BASE.replace(f'- name: "{TINY}"', "- name: pspnet\n    options: {ppn: true}")
     loaded = parse_suite(text, "m.yaml")
     with pytest.raises(
-        UserError, match=r"m.yaml:6: model 'pspnet' has no option 'ppn' \(did you mean 'ppm'\?\)"
+        UserError,
+        match=r"m.yaml:7: models\[0\].options.ppn: model 'pspnet' has no option 'ppn' \(did you mean 'ppm'\?\)",
     ):
         expand(loaded)
 

@@ -163,10 +163,10 @@ def test_an_official_style_checkpoint_loads(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"f_loc": False, "f_sur": False}, "needs F_loc or F_sur"),
-        ({"dilation": [2]}, "dilation must be two positive integers"),
-        ({"reduction": [8, 0]}, "reduction must be two positive integers"),
-        ({"M": 0}, "M must be an integer >= 1"),
+        ({"f_loc": False, "f_sur": False}, "needs f_loc or f_sur"),
+        ({"dilation": [2]}, r"dilation is two integers \(stage 2, stage 3\)"),
+        ({"reduction": [8, 0]}, r"option .reduction. = \[8, 0\] is below the minimum 1"),
+        ({"M": 0}, "option .M. = 0 is below the minimum 1"),
         ({"activation": "gelu"}, "is not one of"),
         ({"residual": "global"}, "is not one of"),
         ({"f_gol": False}, "did you mean 'f_glo'"),

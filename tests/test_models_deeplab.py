@@ -233,9 +233,9 @@ def test_bad_options_are_user_errors() -> None:
         tiny(low_level="conv4")
     with pytest.raises(UserError, match="did you mean 'low_level_channels'"):
         tiny(low_level_channel=32)
-    with pytest.raises(UserError, match="low_level_channels must be a positive integer"):
+    with pytest.raises(UserError, match="option .low_level_channels. = 0 is below the minimum 1"):
         tiny(low_level_channels=0)
-    with pytest.raises(UserError, match="aspp_rates must be positive integers"):
+    with pytest.raises(UserError, match=r"option .aspp_rates. = \[6, -12\] is below the minimum 1"):
         tiny(aspp_rates=[6, -12])
     with pytest.raises(UserError, match="has no integer equivalent at output stride 32"):
         tiny(aspp_rates=[5], output_stride=32)

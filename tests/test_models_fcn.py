@@ -237,7 +237,7 @@ def test_resnet_skips_fuse_layer3_and_layer2_at_output_stride_32() -> None:
         ({"variant": "4s"}, "is not one of"),
         ({"backbone": "resnet18"}, "is not one of"),
         ({"varaint": "8s"}, "did you mean 'variant'"),
-        ({"width": 0}, "width must be > 0"),
+        ({"width": 0}, "option .width. = 0 must be greater than 0"),
     ],
 )
 def test_bad_options_are_user_errors(options: dict[str, object], message: str) -> None:

@@ -123,10 +123,10 @@ def test_weights_load_from_a_local_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"depth": 0}, "depth must be an integer >= 1"),
-        ({"in_channels": 2.5}, "in_channels must be an integer"),
-        ({"dropout": 1.0}, r"dropout must be in \[0, 1\)"),
-        ({"width": -1.0}, "width must be > 0"),
+        ({"depth": 0}, "option .depth. = 0 is below the minimum 1"),
+        ({"in_channels": 2.5}, "option .in_channels. must be of type int, got 2.5"),
+        ({"dropout": 1.0}, "option .dropout. = 1.0 must be less than 1"),
+        ({"width": -1.0}, "option .width. = -1.0 must be greater than 0"),
         ({"paddding": True}, "did you mean 'padding'"),
     ],
 )

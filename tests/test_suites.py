@@ -120,8 +120,12 @@ def test_dry_run_through_the_cli(name: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(JOB_COUNTS))
-def test_header_names_the_switch_to_real_data(name: str) -> None:
-    """The header says which datasets[0] to write; written in, the suite still expands."""
+def test_header_names_the_switch_to_real_data(name: str, tmp_path: Path) -> None:
+    """The header says which datasets[0] to write; written in, the suite still expands.
+
+    The root must exist when the suite loads, so the header's root (``/data/...``) is
+    stood in for by an empty folder here.
+    """
     text = header(name)
     found = _REAL_DATASET.search(text)
     assert found, f"{name}: the header does not say 'datasets[0] = {{name: ..., root: ...}}'"
@@ -129,11 +133,14 @@ def test_header_names_the_switch_to_real_data(name: str) -> None:
     assert dataset != DIAGNOSTIC
     get_dataset_entry(dataset)  # a catalogued dataset
     data = yaml.safe_load(suite_path(name).read_text(encoding="utf-8"))
-    data["datasets"][0] = {"name": dataset, "root": root}
+    assert root.startswith("/")
+    stand_in = str(tmp_path / root.lstrip("/"))
+    Path(stand_in).mkdir(parents=True)
+    data["datasets"][0] = {"name": dataset, "root": stand_in}
     real = parse_suite(yaml.safe_dump(data, sort_keys=False), f"{name} on {dataset}")
     jobs = expand(real)
     assert len(jobs) == JOB_COUNTS[name]
-    assert {(job.dataset, job.dataset_root) for job in jobs} == {(dataset, root)}
+    assert {(job.dataset, job.dataset_root) for job in jobs} == {(dataset, stand_in)}
     if name != "quickstart":
         assert "The paper's setting:" in text and "CPU defaults:" in text
 

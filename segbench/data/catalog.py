@@ -17,47 +17,10 @@ from typing import Any
 
 from segbench.data import classes as C
 from segbench.errors import UserError, did_you_mean
+from segbench.options import OptionSpec, is_dir, resolve_options
 
 DATA_ENV = "SEGBENCH_DATA"
 DIAGNOSTIC = "diagnostic"
-
-
-@dataclass(frozen=True)
-class DatasetOption:
-    """One option of a dataset; the shape of the model catalog's ``OptionSpec`` plus bounds.
-
-    ``kind`` is "int", "float", "bool", "str" or "path" (a string or None);
-    ``minimum`` / ``maximum`` bound numbers, inclusive.
-    """
-
-    name: str
-    default: Any
-    help: str
-    kind: str = "any"
-    choices: tuple[Any, ...] | None = None
-    minimum: float | None = None
-    maximum: float | None = None
-
-    def check(self, value: Any) -> str | None:
-        """What is wrong with ``value`` for this option, or None."""
-        expected = {
-            "int": (int,),
-            "float": (int, float),
-            "bool": (bool,),
-            "str": (str,),
-            "path": (str, type(None)),
-        }.get(self.kind)
-        if expected is not None and (
-            not isinstance(value, expected) or (self.kind in ("int", "float") and isinstance(value, bool))
-        ):
-            return f"must be of type {self.kind}, got {value!r}"
-        if self.choices is not None and value not in self.choices:
-            return f"= {value!r} is not one of {', '.join(repr(c) for c in self.choices)}"
-        if self.minimum is not None and value < self.minimum:
-            return f"= {value!r} is below the minimum {self.minimum:g}"
-        if self.maximum is not None and value > self.maximum:
-            return f"= {value!r} is above the maximum {self.maximum:g}"
-        return None
 
 
 @dataclass(frozen=True)
@@ -81,7 +44,7 @@ class DatasetEntry:
     source: str
     loader: str = ""
     ignore_index: int = 255
-    options: tuple[DatasetOption, ...] = ()
+    options: tuple[OptionSpec, ...] = ()
     split_notes: tuple[str, ...] = ()
     top_level: tuple[str, ...] = ()  # the first-level names of ``layout``, for one-line listings
 
@@ -106,21 +69,37 @@ class DatasetEntry:
         return f"  expected under the root:\n{lines}\n  get the data from: {self.source}"
 
     def resolve(self, options: Mapping[str, Any], where: str = "") -> dict[str, Any]:
-        """Defaults filled in; unknown names and bad values are UserErrors."""
-        prefix = f"{where}: " if where else ""
-        known = {spec.name: spec for spec in self.options}
-        for key, value in options.items():
-            if key not in known:
+        """Defaults filled in; unknown names and ill-typed or out-of-range values are UserErrors."""
+        return resolve_options(self.options, options, f"dataset '{self.name}'", where)
+
+    def resolve_root(self, root: str | Path | None) -> Path:
+        """``root`` as given, else ``$SEGBENCH_DATA/<name>``; a UserError says what is missing.
+
+        Called when a suite loads (a missing root fails the suite before anything is
+        recorded) and again when a job opens the files.
+        """
+        origin = "root"
+        if root is None:
+            env_root = self.env_root()
+            if env_root is None:
                 raise UserError(
-                    f"{prefix}dataset '{self.name}' has no option '{key}'{did_you_mean(key, known)}; "
-                    f"options: {', '.join(known) or '(none)'}"
+                    f"dataset '{self.name}' reads its files from disk and no root was given: set `root:` "
+                    f"on the dataset in the suite, pass --root, or set ${DATA_ENV} (it is then looked for "
+                    f"at ${DATA_ENV}/{self.name}).\n{self.describe_layout()}"
                 )
-            problem = known[key].check(value)
-            if problem:
-                raise UserError(f"{prefix}dataset '{self.name}' option '{key}' {problem}")
-        resolved = {spec.name: spec.default for spec in self.options}
-        resolved.update(options)
-        return resolved
+            root, origin = env_root, f"${DATA_ENV}/{self.name}"
+        if not is_dir(root):
+            raise UserError(
+                f"dataset '{self.name}': {origin} {root} is not a directory.\n{self.describe_layout()}"
+            )
+        return Path(root).expanduser()
+
+    def split_size(self, split: str, options: Mapping[str, Any]) -> int | None:
+        """Samples in ``split`` when known without reading files: the generated dataset's lengths."""
+        if not self.generated:
+            return None
+        length = options.get(f"{split}_length")
+        return length if isinstance(length, int) else None
 
     def check_split(self, split: str) -> None:
         if split not in self.splits:
@@ -144,10 +123,10 @@ _ENTRIES: tuple[DatasetEntry, ...] = (
         layout=(),
         source="built in (segbench.data.scene)",
         options=(
-            DatasetOption("size", 128, "image side in px", "int", minimum=64, maximum=512),
-            DatasetOption("train_length", 2000, "samples in the train split", "int", minimum=1),
-            DatasetOption("val_length", 200, "samples in the val split", "int", minimum=1),
-            DatasetOption(
+            OptionSpec("size", 128, "image side in px", "int", minimum=64, maximum=512),
+            OptionSpec("train_length", 2000, "samples in the train split", "int", minimum=1),
+            OptionSpec("val_length", 200, "samples in the val split", "int", minimum=1),
+            OptionSpec(
                 "noise",
                 0.08,
                 "std of the Gaussian pixel noise, image in [0, 1]",
@@ -155,7 +134,7 @@ _ENTRIES: tuple[DatasetEntry, ...] = (
                 minimum=0,
                 maximum=1,
             ),
-            DatasetOption("seed", 0, "which family of scenes; val never repeats train", "int", minimum=0),
+            OptionSpec("seed", 0, "which family of scenes; val never repeats train", "int", minimum=0),
         ),
     ),
     DatasetEntry(
@@ -179,11 +158,11 @@ _ENTRIES: tuple[DatasetEntry, ...] = (
         loader="segbench.data.layouts.voc:VOC2012",
         top_level=("JPEGImages/", "SegmentationClass/", "ImageSets/Segmentation/"),
         options=(
-            DatasetOption(
+            OptionSpec(
                 "sbd_root",
                 None,
                 "SBD's benchmark_RELEASE/dataset folder, for trainaug without SegmentationClassAug/",
-                "path",
+                "dir",
             ),
         ),
         split_notes=(
@@ -210,7 +189,7 @@ _ENTRIES: tuple[DatasetEntry, ...] = (
         loader="segbench.data.layouts.cityscapes:Cityscapes",
         top_level=("leftImg8bit/", "gtFine/"),
         options=(
-            DatasetOption(
+            OptionSpec(
                 "labels",
                 "auto",
                 "which label PNGs: auto = labelTrainIds where present, else labelIds",
@@ -283,7 +262,7 @@ _ENTRIES: tuple[DatasetEntry, ...] = (
         source="your own files",
         loader="segbench.data.layouts.folder:Folder",
         top_level=("classes.yaml", "images/", "masks/"),
-        options=(DatasetOption("classes_file", "classes.yaml", "class list, relative to the root", "str"),),
+        options=(OptionSpec("classes_file", "classes.yaml", "class list, relative to the root", "str"),),
     ),
 )
 

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from segbench.config import EvalSettings
-from segbench.engine.inference import check_sliding_window, predict_log_probs
+from segbench.engine.inference import predict_log_probs
 from segbench.engine.metrics import (
     ConfusionMatrix,
     ForegroundMetrics,
@@ -164,12 +164,7 @@ class _Scores:
 
 
 def _evaluation_size(dataset: Dataset, settings: EvalSettings) -> int:
-    """How many images to evaluate; rejects settings that cannot work before any inference."""
-    for width in settings.trimap_widths:
-        if width < 1:
-            raise UserError(f"eval.trimap_widths: a band width is >= 1 px, got {width}")
-    if settings.sliding_window is not None:
-        check_sliding_window(settings.sliding_window.crop, settings.sliding_window.stride)
+    """How many images to evaluate (band widths and window strides are EvalSettings' to check)."""
     count = len(dataset)  # type: ignore[arg-type]
     if settings.max_samples is not None:
         count = min(count, settings.max_samples)

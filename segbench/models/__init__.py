@@ -11,15 +11,23 @@ from __future__ import annotations
 from typing import Any
 
 from segbench.models.catalog import ModelEntry, entries, get_entry, is_import_path, load_object
+from segbench.options import check_plain_options
 
 __all__ = ["ModelEntry", "build_model", "entries", "get_entry", "resolve_options"]
 
 
-def resolve_options(name: str, options: dict[str, Any], where: str = "") -> dict[str, Any]:
-    """The full option dict a job will build with (defaults filled in)."""
+def resolve_options(
+    name: str, options: dict[str, Any], where: str = "", combination: bool = True
+) -> dict[str, Any]:
+    """The full option dict a job will build with (defaults filled in, every value checked).
+
+    An import path ``package.module:factory`` has no catalog entry: its options are the
+    factory's own keyword arguments, passed as they are (the factory checks them when the
+    job builds it), and only required to be plain JSON data.
+    """
     if is_import_path(name):
-        return dict(options)
-    return get_entry(name).resolve(options, where)
+        return check_plain_options(options, f"model '{name}'", where)
+    return get_entry(name).resolve(options, where, combination)
 
 
 def build_model(name: str, num_classes: int, **options: Any) -> Any:

@@ -22,7 +22,6 @@ Faithful to the official TensorFlow code (``research/deeplab/model.py``):
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -35,6 +34,7 @@ from segbench.models.backbones import RESNETS, build_backbone
 from segbench.models.backbones.base import Backbone
 from segbench.models.backbones.heads import ConvHead, check_batchnorm_batch, check_num_classes, upsample
 from segbench.models.backbones.layers import ConvBNReLU, SeparableConv2d, scaled, set_conv_geometry
+from segbench.models.catalog.deeplab import DECODER_CONVS
 from segbench.models.weights import load_weights
 
 LowLevel = Literal["conv2", "conv2+conv3"]
@@ -42,7 +42,6 @@ _LOW_LEVEL_TAPS: dict[str, tuple[str, ...]] = {
     "conv2": ("low_level",),
     "conv2+conv3": ("mid_level", "low_level"),  # deepest first: the decoder upsamples step by step
 }
-_DECODER_CONVS = re.compile(r"^(?P<kernel>[13])x(?P=kernel)_(?P<channels>\d+)(?:x(?P<count>\d+))?$")
 
 
 @dataclass(frozen=True)
@@ -56,7 +55,7 @@ class DecoderConvs:
     @classmethod
     def parse(cls, spec: str) -> DecoderConvs:
         """``"3x3_256x2"`` = [3x3, 256] x 2 (the paper's notation); ``"1x1_256"`` = one 1x1 conv."""
-        match = _DECODER_CONVS.match(spec) if isinstance(spec, str) else None
+        match = DECODER_CONVS.match(spec) if isinstance(spec, str) else None
         if match is None or int(match["channels"]) < 1 or int(match["count"] or 1) < 1:
             raise UserError(
                 f"decoder_convs {spec!r} is not KxK_C or KxK_CxN (K 1 or 3, C channels, N convs), e.g. "

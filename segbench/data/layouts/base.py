@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from segbench.data.catalog import DATA_ENV, DatasetEntry
+from segbench.data.catalog import DatasetEntry
 from segbench.errors import UserError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
@@ -43,26 +43,6 @@ class Listing:
     split: str
     pairs: list[Pair] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
-
-
-def resolve_root(entry: DatasetEntry, root: str | Path | None) -> Path:
-    """``root`` as given, else ``$SEGBENCH_DATA/<name>``; a UserError says what is missing."""
-    origin = "root"
-    if root is None:
-        env_root = entry.env_root()
-        if env_root is None:
-            raise UserError(
-                f"dataset '{entry.name}' reads its files from disk and no root was given: set `root:` on "
-                f"the dataset in the suite, pass --root, or set ${DATA_ENV} (it is then looked for at "
-                f"${DATA_ENV}/{entry.name}).\n{entry.describe_layout()}"
-            )
-        root, origin = env_root, f"${DATA_ENV}/{entry.name}"
-    path = Path(root).expanduser()
-    if not path.is_dir():
-        raise UserError(
-            f"dataset '{entry.name}': {origin} {path} is not a directory.\n{entry.describe_layout()}"
-        )
-    return path
 
 
 class Layout(ABC):
@@ -240,4 +220,4 @@ def open_layout(entry: DatasetEntry, root: str | Path | None, options: Mapping[s
     from segbench.models.catalog import load_object
 
     layout_class = load_object(entry.loader)
-    return layout_class(entry, resolve_root(entry, root), options)
+    return layout_class(entry, entry.resolve_root(root), options)

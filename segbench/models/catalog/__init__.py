@@ -20,37 +20,22 @@ from importlib import metadata
 from typing import Any
 
 from segbench.errors import UserError, did_you_mean
+from segbench.options import OptionSpec, check_plain_options, resolve_options
 
 _FAMILY_MODULES = ("pspnet", "deeplab", "fcn", "unet", "cgnet", "torchvision_zoo")
 ENTRY_POINT_GROUP = "segbench.models"
 
 
-@dataclass(frozen=True)
-class OptionSpec:
-    """One ablation factor of a model.
-
-    ``choices`` restricts the values; ``kind`` is the expected Python type name
-    ("int", "float", "bool", "str", "list[int]", "path", ...), used for
-    validation and shown by ``segbench list models``.
-    """
-
-    name: str
-    default: Any
-    help: str
-    kind: str = "any"
-    choices: tuple[Any, ...] | None = None
-
-
 #: Options of the families built on a replaceable backbone (PSPNet, DeepLab v3 / v3+).
 BACKBONE_WIDTH = OptionSpec(
-    "width", 1.0, "channel multiplier of backbone and heads (1.0 = the paper)", "float"
+    "width", 1.0, "channel multiplier of backbone and heads (1.0 = the paper)", "float", above=0
 )
 BACKBONE_WEIGHTS = OptionSpec(
     "weights",
     None,
     "local state-dict file: the whole model (keys 'backbone.*', ...) or the backbone alone "
     "(e.g. torchvision ImageNet names); nothing downloads",
-    "path",
+    "file",
 )
 
 
@@ -72,6 +57,10 @@ class ModelEntry:
     params_note: str = ""
     aliases: tuple[str, ...] = field(default=())
     open_options: bool = False  # plugin factories: options are the factory's own kwargs
+    #: Options that are each valid but not together (FCN's VGG16 at output stride 8): the
+    #: builder would refuse them in every job, so resolution refuses them at load time.
+    #: Called with the resolved options; returns what is wrong, or None.
+    check: Callable[[Mapping[str, Any]], str | None] | None = None
 
     def option(self, name: str) -> OptionSpec:
         for spec in self.options:
@@ -79,34 +68,25 @@ class ModelEntry:
                 return spec
         raise KeyError(name)
 
-    def resolve(self, options: Mapping[str, Any], where: str = "") -> dict[str, Any]:
-        """Defaults filled in; unknown names and out-of-choice values are UserErrors."""
-        known = {spec.name: spec for spec in self.options}
-        prefix = f"{where}: " if where else ""
+    def resolve(
+        self, options: Mapping[str, Any], where: str = "", combination: bool = True
+    ) -> dict[str, Any]:
+        """Defaults filled in; unknown names and ill-typed or out-of-range values are UserErrors.
+
+        A plugin factory without declared options (``open_options``) takes its options as
+        they are, checked only to be plain JSON data. ``combination=False`` checks each
+        option alone (a grid value, before the other factors of its row are known).
+        """
         if self.open_options:
-            return dict(options)
-        for key, value in options.items():
-            if key not in known:
-                raise UserError(
-                    f"{prefix}model '{self.name}' has no option '{key}'{did_you_mean(key, known)}; "
-                    f"options: {', '.join(known) or '(none)'}"
-                )
-            spec = known[key]
-            if spec.choices is not None and _freeze(value) not in spec.choices:
-                raise UserError(
-                    f"{prefix}model '{self.name}' option '{key}' = {value!r} is not one of "
-                    f"{', '.join(repr(c) for c in spec.choices)}"
-                )
-        resolved = {spec.name: spec.default for spec in self.options}
-        resolved.update(options)
+            return check_plain_options(options, f"model '{self.name}'", where)
+        resolved = resolve_options(self.options, options, f"model '{self.name}'", where)
+        problem = self.check(resolved) if self.check is not None and combination else None
+        if problem:
+            raise UserError(f"{where + ': ' if where else ''}model '{self.name}': {problem}")
         return resolved
 
     def load_builder(self) -> Callable[..., Any]:
         return load_object(self.builder)
-
-
-def _freeze(value: Any) -> Any:
-    return tuple(_freeze(v) for v in value) if isinstance(value, list | tuple) else value
 
 
 def load_object(path: str) -> Any:

@@ -7,7 +7,21 @@ channel-wise convs); defaults are the official code's CGNet_M3N21.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from segbench.models.catalog import ModelEntry, OptionSpec
+
+
+def _check(o: Mapping[str, Any]) -> str | None:
+    """The combinations build_cgnet refuses."""
+    if not (o["f_loc"] or o["f_sur"]):
+        return "needs f_loc or f_sur (or both): with neither a CG block has no joint feature"
+    for name in ("dilation", "reduction"):
+        if len(o[name]) != 2:
+            return f"{name} is two integers (stage 2, stage 3), not {list(o[name])}"
+    return None
+
 
 ENTRIES: list[ModelEntry] = [
     ModelEntry(
@@ -17,11 +31,17 @@ ENTRIES: list[ModelEntry] = [
         paper="Wu, Tang, Zhang, Zhang. CGNet: A Light-weight Context Guided Network for Semantic "
         "Segmentation. arXiv 1811.08201",
         options=(
-            OptionSpec("M", 3, "CG blocks in stage 2 (including its down-sampling block)", "int"),
-            OptionSpec("N", 21, "CG blocks in stage 3 (including its down-sampling block)", "int"),
-            OptionSpec("dilation", (2, 4), "dilation of F_sur in stage 2 and stage 3", "list[int]"),
+            OptionSpec("M", 3, "CG blocks in stage 2 (including its down-sampling block)", "int", minimum=1),
+            OptionSpec("N", 21, "CG blocks in stage 3 (including its down-sampling block)", "int", minimum=1),
             OptionSpec(
-                "reduction", (8, 16), "F_glo (SE-like) channel reduction in stage 2 and 3", "list[int]"
+                "dilation", (2, 4), "dilation of F_sur in stage 2 and stage 3", "list[int]", minimum=1
+            ),
+            OptionSpec(
+                "reduction",
+                (8, 16),
+                "F_glo (SE-like) channel reduction in stage 2 and 3",
+                "list[int]",
+                minimum=1,
             ),
             OptionSpec("f_loc", True, "F_loc: 3x3 channel-wise conv (local feature)", "bool"),
             OptionSpec("f_sur", True, "F_sur: 3x3 dilated channel-wise conv (surrounding context)", "bool"),
@@ -44,10 +64,15 @@ ENTRIES: list[ModelEntry] = [
                 "bool",
             ),
             OptionSpec(
-                "width", 1.0, "channel multiplier of the 32/64/128 stage widths (1.0 = the paper)", "float"
+                "width",
+                1.0,
+                "channel multiplier of the 32/64/128 stage widths (1.0 = the paper)",
+                "float",
+                above=0,
             ),
-            OptionSpec("weights", None, "local state-dict file (the official checkpoints load)", "path"),
+            OptionSpec("weights", None, "local state-dict file (the official checkpoints load)", "file"),
         ),
+        check=_check,
         params_note="CGNet_M3N21, 19 classes: 496,306 parameters (the official code)",
     )
 ]

@@ -8,8 +8,36 @@ decoder's conv structure and taps (Table 2) and separable convs (Table 5).
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+from typing import Any
+
 from segbench.models.backbones import BACKBONES
 from segbench.models.catalog import BACKBONE_WEIGHTS, BACKBONE_WIDTH, ModelEntry, OptionSpec
+
+#: ``decoder_convs`` in the paper's notation: KxK_C[xN] (the builder parses it with this too).
+DECODER_CONVS = re.compile(r"^(?P<kernel>[13])x(?P=kernel)_(?P<channels>\d+)(?:x(?P<count>\d+))?$")
+
+
+def _check(o: Mapping[str, Any]) -> str | None:
+    """The combinations the DeepLab builders refuse."""
+    stride = o["output_stride"]
+    odd = [r for r in o["aspp_rates"] if (r * 16) % stride]
+    if odd:
+        return (
+            f"ASPP rate {odd[0]} (given at output stride 16) has no integer equivalent at output stride "
+            f"{stride}; use rates divisible by {stride // 16}"
+        )
+    convs = o.get("decoder_convs")
+    if convs is not None:
+        match = DECODER_CONVS.match(convs)
+        if match is None or int(match["channels"]) < 1 or int(match["count"] or 1) < 1:
+            return (
+                f"decoder_convs {convs!r} is not KxK_C or KxK_CxN (K 1 or 3, C channels, N convs), "
+                "e.g. '3x3_256x2', '3x3_256', '3x3_128', '1x1_256'"
+            )
+    return None
+
 
 _PAPER_V3 = "Chen, Papandreou, Schroff, Adam. Rethinking Atrous Convolution for Semantic Image Segmentation (arXiv 1706.05587)"
 _PAPER_V3PLUS = (
@@ -39,6 +67,7 @@ def _encoder_options() -> tuple[OptionSpec, ...]:
             [6, 12, 18],
             "atrous rates of the ASPP 3x3 branches at output stride 16 (doubled at 8, halved at 32)",
             "list[int]",
+            minimum=1,
         ),
         OptionSpec("image_pooling", True, "ASPP's image-level (global average pooling) branch", "bool"),
         OptionSpec(
@@ -47,6 +76,7 @@ def _encoder_options() -> tuple[OptionSpec, ...]:
             "unit rates of the last block (ResNet layer4, Xception exit flow), e.g. [1, 2, 4]; "
             "None = (1, 2, 4) for ResNets (v3's default), none for other backbones",
             "list[int]",
+            minimum=1,
         ),
     )
 
@@ -75,6 +105,7 @@ ENTRIES: list[ModelEntry] = [
         summary="DeepLab v3: dilated backbone + ASPP with image pooling, bilinear upsampling of the logits",
         paper=_PAPER_V3,
         options=_encoder_options() + _common_options(),
+        check=_check,
         params_note=(
             "ResNet-101, 21 classes: 58,040,661 parameters; with aux 60,405,866 = torchvision's "
             "deeplabv3_resnet101 (60,996,202) less its extra 3x3 conv + BN after ASPP"
@@ -91,7 +122,11 @@ ENTRIES: list[ModelEntry] = [
                 "decoder", True, "the decoder; False = bilinear upsampling of the logits (DeepLab v3)", "bool"
             ),
             OptionSpec(
-                "low_level_channels", 48, "width of the 1x1 projection of low-level features (Table 1)", "int"
+                "low_level_channels",
+                48,
+                "width of the 1x1 projection of low-level features (Table 1)",
+                "int",
+                minimum=1,
             ),
             OptionSpec(
                 "decoder_convs",
@@ -115,6 +150,7 @@ ENTRIES: list[ModelEntry] = [
             ),
         )
         + _common_options(),
+        check=_check,
         params_note="ResNet-101, 21 classes: 59,344,309 parameters; Xception-65 with separable convs: 41,055,413",
     ),
 ]

@@ -7,7 +7,31 @@ the paper's VGG16 and on ResNet-50/101; with a ResNet and ``variant="32s"``,
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from segbench.models.catalog import ModelEntry, OptionSpec
+
+
+def _check(o: Mapping[str, Any]) -> str | None:
+    """The combinations build_fcn refuses."""
+    if o["backbone"] == "vgg16":
+        if o["aux"]:
+            return "aux needs a ResNet backbone (FCN on VGG16 has no auxiliary head; the paper has none)"
+        if o["output_stride"] != 32:
+            return f"FCN on VGG16 has output stride 32 only, not {o['output_stride']}"
+        return None
+    if o["pad100"] is not None:
+        return "pad100 is the VGG16 FCN's 100-pixel padding; leave it unset for a ResNet backbone"
+    if o["width"] != 1.0:
+        return f"width={o['width']}: torchvision's ResNet has fixed widths; width scales the VGG16 FCN only"
+    if o["variant"] != "32s" and o["output_stride"] != 32:
+        return (
+            f"variant '{o['variant']}' fuses undilated ResNet scores and needs output_stride 32, not "
+            f"{o['output_stride']} (the dilated FCN is variant '32s')"
+        )
+    return None
+
 
 ENTRIES: list[ModelEntry] = [
     ModelEntry(
@@ -55,12 +79,17 @@ ENTRIES: list[ModelEntry] = [
             ),
             OptionSpec("aux", False, "ResNet only: torchvision's FCNHead on layer3 (training only)", "bool"),
             OptionSpec(
-                "width", 1.0, "channel multiplier of VGG16 and its fc6/fc7 (1.0 = the paper)", "float"
+                "width",
+                1.0,
+                "channel multiplier of VGG16 and its fc6/fc7 (1.0 = the paper)",
+                "float",
+                above=0,
             ),
             OptionSpec(
-                "weights", None, "local state-dict file of the whole model (nothing downloads)", "path"
+                "weights", None, "local state-dict file of the whole model (nothing downloads)", "file"
             ),
         ),
+        check=_check,
         params_note="FCN-8s VGG16, 21 classes: 134,489,759 parameters (the official Caffe net)",
     )
 ]

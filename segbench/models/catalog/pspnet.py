@@ -7,8 +7,17 @@ The options are the ablation factors of the paper's Table 1 (``ppm``, ``bins``,
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from segbench.models.backbones import BACKBONES
 from segbench.models.catalog import BACKBONE_WEIGHTS, BACKBONE_WIDTH, ModelEntry, OptionSpec
+
+
+def _check(o: Mapping[str, Any]) -> str | None:
+    """The combinations build_pspnet refuses."""
+    return "bins needs at least one pyramid level, e.g. [1, 2, 3, 6]" if not o["bins"] else None
+
 
 ENTRIES: list[ModelEntry] = [
     ModelEntry(
@@ -39,6 +48,7 @@ ENTRIES: list[ModelEntry] = [
                 [1, 2, 3, 6],
                 "pyramid levels (bins x bins pooled grids), e.g. [1] or [1, 2, 3, 6]",
                 "list[int]",
+                minimum=1,
             ),
             OptionSpec("pooling", "avg", "pooling of the pyramid levels", "str", ("avg", "max")),
             OptionSpec(
@@ -59,6 +69,7 @@ ENTRIES: list[ModelEntry] = [
             BACKBONE_WIDTH,
             BACKBONE_WEIGHTS,
         ),
+        check=_check,
         params_note=(
             "ResNet-50 (deep stem), 150 classes: 49,180,908 parameters with the aux head (the official "
             "semseg PSPNet50), 46,782,550 without; SqueezeNet 1.1: 6,411,116 / 3,788,652 without PPM"

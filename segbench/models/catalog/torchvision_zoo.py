@@ -53,7 +53,7 @@ def _entry(arch: str, paper: str, summary: str, num_params: int) -> ModelEntry:
         paper=_PAPERS[paper],
         options=(
             OptionSpec("aux", has_aux, aux_help, "bool", (True, False) if has_aux else (False,)),
-            OptionSpec("weights", None, "local torchvision state-dict file (nothing downloads)", "path"),
+            OptionSpec("weights", None, "local torchvision state-dict file (nothing downloads)", "file"),
         ),
         params_note=f"{with_heads}21 classes: {num_params:,} parameters (torchvision's published num_params)",
     )

@@ -21,17 +21,30 @@ ENTRIES: list[ModelEntry] = [
                 (True, False),
             ),
             OptionSpec("batch_norm", False, "BatchNorm after every 3x3 conv (the original has none)", "bool"),
-            OptionSpec("in_channels", 3, "input channels (the original: 1, grey-scale EM images)", "int"),
-            OptionSpec("depth", 4, "number of 2x2 max-pool downsamplings (the original: 4)", "int"),
             OptionSpec(
-                "base_width", 64, "channels of the first level, doubled per level (64 -> 1024)", "int"
-            ),
-            OptionSpec("width", 1.0, "channel multiplier on base_width (1.0 = the paper)", "float"),
-            OptionSpec(
-                "dropout", 0.5, "drop-out at the end of the contracting path (the paper: 0.5)", "float"
+                "in_channels", 3, "input channels (the original: 1, grey-scale EM images)", "int", minimum=1
             ),
             OptionSpec(
-                "weights", None, "local state-dict file of the whole model (nothing downloads)", "path"
+                "depth", 4, "number of 2x2 max-pool downsamplings (the original: 4)", "int", minimum=1
+            ),
+            OptionSpec(
+                "base_width",
+                64,
+                "channels of the first level, doubled per level (64 -> 1024)",
+                "int",
+                minimum=1,
+            ),
+            OptionSpec("width", 1.0, "channel multiplier on base_width (1.0 = the paper)", "float", above=0),
+            OptionSpec(
+                "dropout",
+                0.5,
+                "drop-out at the end of the contracting path (the paper: 0.5)",
+                "float",
+                minimum=0,
+                below=1,
+            ),
+            OptionSpec(
+                "weights", None, "local state-dict file of the whole model (nothing downloads)", "file"
             ),
         ),
         params_note="original (1 input channel, 2 classes, no BN): 31,030,658 parameters",
