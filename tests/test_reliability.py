@@ -139,7 +139,14 @@ def test_a_claim_has_one_owner_until_its_driver_is_gone(tmp_path: Path) -> None:
         key = specs[0].train_key
         assert first.claim(key) and first.claim(key)  # taken, and held by its owner
         assert not second.claim(key)  # its driver (this process) is alive and its lease runs
-        first.beat()
+        with db.sessions() as s:
+            before = s.get(Run, first.run_id).heartbeat_at  # type: ignore[union-attr]
+            lease = s.scalars(select(Claim.lease_until)).one()
+        with liveness.heartbeat(first.beat, 0.05):  # from its own thread and session
+            time.sleep(0.5)
+        with db.sessions() as s:
+            assert s.get(Run, first.run_id).heartbeat_at > before  # type: ignore[union-attr, operator]
+            assert s.scalars(select(Claim.lease_until)).one() > lease
         assert not second.claim(key)
 
         with db.session() as s:  # the first driver dies: its pid exists, but as another process
@@ -203,6 +210,7 @@ def test_a_killed_driver_is_reported_then_closed_by_the_next_run(tmp_path: Path)
     assert gone in doc["notes"][0]
     markdown = segbench("report", cwd=tmp_path, check=True).stdout
     assert gone in markdown
+    assert "stale: driver gone" in segbench("list", "runs", cwd=tmp_path, check=True).stdout
     assert db_rows(path, "select status from runs") == [("running",)]  # reading never wrote
 
     again = segbench("run", "suite.yaml", "--devices", "cpu", cwd=tmp_path)

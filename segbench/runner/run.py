@@ -27,7 +27,15 @@ from segbench.runner.results import JobResult
 from segbench.runner.scheduler import Backend, Event, LocalBackend, group_by_training, plan_workers
 from segbench.store.db import Database
 from segbench.store.liveness import heartbeat, heartbeat_seconds
-from segbench.store.recorder import PlannedJob, Recorder, Rerun, record_patience, repair
+from segbench.store.recorder import (
+    PlannedJob,
+    Recorder,
+    Rerun,
+    database_reason,
+    record_patience,
+    repair,
+    transient,
+)
 from segbench.store.schema import Job
 from segbench.suite import JobSpec
 
@@ -168,6 +176,7 @@ def execute(
         )
     train_of = {p.job_id: p.spec.train_key for p in planned}
     unrecorded: dict[str, set[int]] = {}  # train_key -> its jobs without a result in this run yet
+    journaled_groups: set[str] = set()
     for p in planned:
         unrecorded.setdefault(p.spec.train_key, set()).add(p.job_id)
     start = time.perf_counter()
@@ -187,12 +196,18 @@ def execute(
         overall = progress.add_task(f"[bold]{loaded.suite.name}[/] (run {run_id})", total=len(planned))
         lines: dict[int, int] = {}
 
-        def settled(job_id: int) -> None:
-            """``job_id`` has its result; the group's claim goes once all of its jobs have theirs."""
-            group = unrecorded[train_of[job_id]]
-            group.discard(job_id)
-            if not group:
-                recorder.release(train_of[job_id])  # after the results: a waiting driver adopts them
+        def settled(job_id: int, recorded: bool = True) -> None:
+            """``job_id`` has its result; the group's claim goes once all of its jobs have recorded theirs.
+
+            A group with a result still in the journal keeps its claim while this
+            driver lives: a waiting driver would find no result and train it again.
+            """
+            key = train_of[job_id]
+            unrecorded[key].discard(job_id)
+            if not recorded:
+                journaled_groups.add(key)
+            if not unrecorded[key] and key not in journaled_groups:
+                recorder.release(key)  # after the results: a waiting driver adopts them
             progress.advance(overall)
 
         def adopted(job: PlannedJob, source: Job) -> None:
@@ -228,7 +243,7 @@ def execute(
                 elif not recorded.ok:
                     summary.failed.append(f"{labels[event.job_id]}: {recorded.error}")
                     progress.console.print(f"[red]failed[/] {labels[event.job_id]}: {recorded.error}")
-                settled(event.job_id)
+                settled(event.job_id, recorded is not None)
                 progress.update(line, description=f"  worker {event.worker}: idle")
 
         try:
@@ -245,7 +260,13 @@ def execute(
         finally:
             if summary.journaled:
                 summary.journaled = [labels[i] for i in _still_journaled(recorder, labels)]
-            recorder.finish(status)
+            try:
+                recorder.finish(status)
+            except Exception as exc:
+                if not transient(exc):
+                    raise
+                # still "running" in the record: the next writing command closes it, its driver gone
+                console.print(f"[yellow]could not close run {run_id}[/]: {database_reason(exc)}")
             summary.cached_failed = [f"{label}: {error}" for label, error in recorder.cached_failures()]
             summary.seconds = time.perf_counter() - start
     return summary
