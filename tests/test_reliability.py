@@ -242,7 +242,9 @@ def test_repair_closes_only_runs_whose_driver_is_gone(tmp_path: Path) -> None:
         runs[0].driver_pid = dead_pid  # type: ignore[union-attr]
         runs[1].driver_started = -1  # type: ignore[union-attr]  # this pid, but another process now
         runs[2].host, runs[2].heartbeat_at = "elsewhere", stale  # type: ignore[union-attr]
-        runs[3].host = "elsewhere"  # type: ignore[union-attr]  # its heartbeat is fresh
+        runs[3].driver_boot = "another-boot"  # type: ignore[union-attr]  # same name, another machine:
+        # its pid means nothing here (this process's, alive or not), and its heartbeat is fresh
+        runs[3].driver_pid = dead_pid  # type: ignore[union-attr]
         # runs[4]: this very process, alive
     db.close()
     out = segbench("db", "repair", cwd=tmp_path, check=True).stdout

@@ -1,13 +1,13 @@
 """Is a run's driver still alive? Runs carry their driver's identity and a heartbeat.
 
 A ``segbench run`` that is killed (``kill -9``, the OOM killer, a lost machine)
-cannot mark its run finished. Its row says who drove it: the host, the pid and
-the process's start time (``/proc/PID/stat`` field 22, in clock ticks since
-boot, so a pid the kernel handed to another process is not mistaken for the
-driver), and a heartbeat the driver refreshes every ``SEGBENCH_HEARTBEAT_SECONDS``
-(15 s). On the driver's own host the process table decides at once; from
-another host only the heartbeat can, once it is older than the lease,
-``SEGBENCH_LEASE_SECONDS`` (300 s).
+cannot mark its run finished. Its row says who drove it: the host and its boot
+id, the pid and the process's start time (``/proc/PID/stat`` field 22, in
+clock ticks since boot, so a pid the kernel handed to another process is not
+mistaken for the driver), and a heartbeat the driver refreshes every
+``SEGBENCH_HEARTBEAT_SECONDS`` (15 s). In the driver's own boot of its own
+machine the process table decides at once; elsewhere only the heartbeat can,
+once it is older than the lease, ``SEGBENCH_LEASE_SECONDS`` (300 s).
 
 Commands that write reconcile such runs (:func:`reconcile`): the run and its
 unfinished jobs become ``interrupted`` with the reason. Read-only commands only
@@ -78,6 +78,15 @@ def process_start_ticks(pid: int) -> int | None:
         return None
 
 
+def boot_id() -> str | None:
+    """This machine's boot id (Linux), or None where there is none to read."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as fh:
+            return fh.read().strip() or None
+    except OSError:
+        return None
+
+
 @dataclass(frozen=True)
 class Driver:
     """The process driving a run."""
@@ -85,11 +94,24 @@ class Driver:
     host: str
     pid: int
     started: int | None
+    boot: str | None
 
     @classmethod
     def this_process(cls) -> Driver:
         pid = os.getpid()
-        return cls(host(), pid, process_start_ticks(pid))
+        return cls(host(), pid, process_start_ticks(pid), boot_id())
+
+
+def _here(run: Run) -> bool:
+    """Whether ``run``'s driver ran in this boot of this machine, so its pid can be looked up here.
+
+    Two machines may share a host name (containers, cloned images): the boot
+    id tells them apart. A different boot id on this host name may also be
+    this machine after a reboot; then the heartbeat decides, as for any other host.
+    """
+    if run.driver_pid is None or run.host != host():
+        return False
+    return run.driver_boot is None or run.driver_boot == boot_id()
 
 
 def _pid_alive(pid: int) -> bool:
@@ -107,8 +129,8 @@ def gone_reason(run: Run, at: datetime | None = None) -> str | None:
     if run.status != "running":
         return None
     at = at or now()
-    here = host()
-    if run.driver_pid is not None and run.host == here:
+    if _here(run):
+        assert run.driver_pid is not None
         if not _pid_alive(run.driver_pid):
             return f"driver pid {run.driver_pid} on host {run.host} is gone"
         started = process_start_ticks(run.driver_pid)

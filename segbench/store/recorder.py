@@ -123,6 +123,7 @@ class Recorder:
             host=driver.host,
             driver_pid=driver.pid,
             driver_started=driver.started,
+            driver_boot=driver.boot,
             segbench_version=segbench.__version__,
             torch_version=versions.get("torch"),
             cuda_version=versions.get("cuda"),

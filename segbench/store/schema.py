@@ -87,6 +87,9 @@ class Run(Base):
     #: field 22), so a reused pid is not taken for a live driver
     driver_pid: Mapped[int | None] = mapped_column(Integer)
     driver_started: Mapped[int | None] = mapped_column(BigInteger)
+    #: the kernel's boot id (/proc/sys/kernel/random/boot_id): pids and start times only mean
+    #: something within one boot of one machine, whatever the host names say
+    driver_boot: Mapped[str | None] = mapped_column(String(36))
     #: refreshed by a live driver; a run on another host whose heartbeat is older than the
     #: lease is taken for dead (``store/liveness.py``)
     heartbeat_at: Mapped[datetime | None]

@@ -1,4 +1,4 @@
-"""Liveness and claims: the driver's pid, start time and heartbeat on a run; a job's failure kind; claims.
+"""Liveness and claims: the driver's pid, start time, boot id and heartbeat on a run; a job's failure kind; claims.
 
 Existing failed jobs get a failure kind from the messages the earlier segbench
 wrote, so a plain re-run retries a worker death or a database refusal recorded
@@ -21,6 +21,7 @@ def upgrade() -> None:
     with op.batch_alter_table("runs") as batch:
         batch.add_column(sa.Column("driver_pid", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("driver_started", sa.BigInteger(), nullable=True))
+        batch.add_column(sa.Column("driver_boot", sa.String(length=36), nullable=True))
         batch.add_column(sa.Column("heartbeat_at", sa.DateTime(), nullable=True))
     with op.batch_alter_table("jobs") as batch:
         batch.add_column(sa.Column("failure_kind", sa.String(length=16), nullable=True))
@@ -54,5 +55,6 @@ def downgrade() -> None:
         batch.drop_column("failure_kind")
     with op.batch_alter_table("runs") as batch:
         batch.drop_column("heartbeat_at")
+        batch.drop_column("driver_boot")
         batch.drop_column("driver_started")
         batch.drop_column("driver_pid")
