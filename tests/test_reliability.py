@@ -172,6 +172,29 @@ def test_a_claim_has_one_owner_until_its_driver_is_gone(tmp_path: Path) -> None:
         db.close()
 
 
+def test_a_claimed_group_adopts_only_what_was_recorded_since_its_run_began(tmp_path: Path) -> None:
+    db = open_db(sqlite_url(tmp_path / "results.db"))
+    try:
+        suite = write_suite(tmp_path)
+        earlier, specs = start(db, suite)
+        done = earlier.plan(specs)
+        earlier.record(done[0].job_id, result(done[0].spec))
+        earlier.finish("done")
+        waiting, _ = start(db, suite)  # --rerun all: the earlier result is not to be reused
+        mine = waiting.plan(specs, "all")
+        assert waiting.adopt_results(mine) == {}
+        concurrent, _ = start(db, suite)  # another driver records job 0 while this one waits
+        theirs = concurrent.plan(specs, "all")
+        concurrent.record(theirs[0].job_id, result(theirs[0].spec))
+        adopted = waiting.adopt_results(mine)
+        assert {job_id: source.id for job_id, source in adopted.items()} == {mine[0].job_id: theirs[0].job_id}
+        with db.sessions() as s:
+            job = s.get(Job, mine[0].job_id)
+            assert job is not None and (job.status, job.source_job_id) == ("cached", theirs[0].job_id)
+    finally:
+        db.close()
+
+
 # --- a driver that dies ------------------------------------------------------------------
 
 

@@ -15,7 +15,7 @@ import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 from sqlalchemy import delete, select, update
@@ -187,7 +187,7 @@ class Recorder:
                     todo.append(PlannedJob(job.id, spec))
         return todo
 
-    def _previous(self, s, suite: str, keys: list[str]) -> dict[str, Job]:  # type: ignore[no-untyped-def]
+    def _previous(self, s, suite: str, keys: list[str], since: datetime | None = None) -> dict[str, Job]:  # type: ignore[no-untyped-def]
         """Latest result per key at this code_id (done wins over failed).
 
         Only a model's own failure counts as a result; a job lost with its worker
@@ -204,6 +204,7 @@ class Recorder:
                 Job.job_key.in_(keys),
                 (Job.status == "done")
                 | ((Job.status == "failed") & ((Job.failure_kind == "model") | Job.failure_kind.is_(None))),
+                *([Job.finished_at >= since] if since is not None else []),
             )
             .order_by(Job.id)
         ).all()
@@ -447,13 +448,18 @@ class Recorder:
         """Jobs of ``planned`` another run has meanwhile finished: recorded cached, pointing at that result.
 
         Called once this driver holds the group's claim, so the other driver
-        finished (and recorded) before giving the claim up.
+        finished (and recorded) before giving the claim up. Only results
+        recorded since this run began count: they are the work this run would
+        have done; older ones were for :meth:`plan` (and ``--rerun``) to judge.
         """
         if not planned:
             return {}
         adopted: dict[int, Job] = {}
         with self.db.session() as s:
-            previous = self._previous(s, planned[0].spec.suite, [p.spec.job_key for p in planned])
+            run = s.get(Run, self.run_id)
+            assert run is not None
+            keys = [p.spec.job_key for p in planned]
+            previous = self._previous(s, planned[0].spec.suite, keys, since=run.started_at)
             for p in planned:
                 source = previous.get(p.spec.job_key)
                 if source is None:
