@@ -93,7 +93,7 @@ def runs_table(db_url: str | None) -> Table:
             table.add_row(
                 str(run.id),
                 run.suite_name,
-                "stale: driver gone" if gone_reason(run) else run.status,  # `db repair` records it
+                "stale" if gone_reason(run) else run.status,  # driver gone; `db repair` records it
                 run.started_at.strftime("%Y-%m-%d %H:%M"),
                 str(sum(c.values())),
                 str(c.get("done", 0) + c.get("cached", 0)),
