@@ -55,13 +55,13 @@ SUITE = textwrap.dedent(
 )
 
 
-def launch(*args: str, cwd: Path) -> subprocess.Popen[str]:
+def launch(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     """``segbench ARGS`` started, not waited for (own session, so its workers can be killed with it)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "SEGBENCH_DB": "", "OMP_NUM_THREADS": "1"}
+    base = {**os.environ, "PYTHONPATH": str(REPO), "SEGBENCH_DB": "", "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(
         [sys.executable, "-m", "segbench", *args],
         cwd=cwd,
-        env=env,
+        env={**base, **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -205,17 +205,7 @@ def test_a_killed_driver_is_reported_then_closed_by_the_next_run(tmp_path: Path)
     path = tmp_path / "results" / "segbench.db"
     proc = launch("run", "suite.yaml", "--devices", "cpu", cwd=tmp_path)
     try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and proc.poll() is None:
-            if path.exists():
-                try:
-                    if db_rows(path, "select status from jobs") == [("running",)]:
-                        break
-                except sqlite3.OperationalError:
-                    pass  # not migrated yet
-            time.sleep(0.2)
-        assert proc.poll() is None, "the run ended before it could be killed"
-        assert db_rows(path, "select status from jobs") == [("running",)]
+        wait_for_job(proc, path, "running")
         os.kill(proc.pid, signal.SIGKILL)  # the driver, as the OOM killer would
         proc.wait(timeout=30)
     finally:
@@ -358,6 +348,55 @@ def test_a_result_is_recorded_once_the_lock_is_released(locked) -> None:  # type
     with db.sessions() as s:
         assert s.get(Job, planned.job_id).status == "done"  # type: ignore[union-attr]
     assert Journal(db.url).entries() == []
+
+
+@pytest.mark.slow
+def test_a_run_whose_database_stays_locked_keeps_its_result_for_the_next_writer(tmp_path: Path) -> None:
+    one = SUITE.replace("iterations: 2", "iterations: 600").replace("width: [4, 6]", "width: [4]")
+    (tmp_path / "suite.yaml").write_text(one)
+    path = tmp_path / "results" / "segbench.db"
+    env = {"SEGBENCH_BUSY_TIMEOUT": "1", "SEGBENCH_RECORD_PATIENCE": "2"}
+    proc = launch("run", "suite.yaml", "--devices", "cpu", cwd=tmp_path, env=env)
+    holder = None
+    try:
+        wait_for_job(proc, path, "running")
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # from now on until the run ends, nobody else writes
+        rc, out, err = finish(proc)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        if holder is not None:
+            holder.execute("ROLLBACK")
+            holder.close()
+    said = " ".join((out + err).split())
+    assert rc == 1, said
+    assert "(OperationalError: database is locked); they wait in" in said
+    assert "1 result(s) wait in the journal" in said and "0 failed" in said
+    assert "autoflush" not in said
+    assert db_rows(path, "select status from jobs") == [("running",)]  # never recorded failed
+    assert Path(f"{path}.journal.jsonl").exists()
+
+    repaired = segbench("db", "repair", cwd=tmp_path, check=True).stdout
+    assert "journal: recorded job 1 of run 1" in repaired
+    assert db_rows(path, "select status, failure_kind from jobs") == [("done", None)]
+    assert db_rows(path, "select count(*) from metrics where name = 'mIoU'") == [(1,)]
+    assert db_rows(path, "select status from runs") == [("done",)]  # nothing was left unfinished
+    assert not Path(f"{path}.journal.jsonl").exists()
+
+
+def wait_for_job(proc: subprocess.Popen[str], path: Path, status: str) -> None:
+    """Until the run's only job has ``status`` (the run must still be going)."""
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if path.exists():
+            try:
+                if db_rows(path, "select status from jobs") == [(status,)]:
+                    return
+            except sqlite3.OperationalError:
+                pass  # not migrated yet
+        time.sleep(0.2)
+    raise AssertionError(f"the run ended or its job never was {status}")
 
 
 def test_a_journaled_result_round_trips(tmp_path: Path) -> None:
