@@ -116,14 +116,22 @@ def run(
         loaded, jobs, database, backend=runner, rerun=rerun.value if rerun else "none", workdir=workdir
     )
     console = _console()
+    reused_failures = f" ({len(summary.cached_failed)} reused)" if summary.cached_failed else ""
     console.print(
-        f"run {summary.run_id}: {summary.ran} ran, {summary.cached} reused, {len(summary.failed)} failed "
-        f"in {summary.seconds:.1f}s → {database.display_url}"
+        f"run {summary.run_id}: {summary.ran} ran, {summary.cached} reused, {summary.failures()} failed"
+        f"{reused_failures} in {summary.seconds:.1f}s → {database.display_url}"
     )
+    for failure in summary.cached_failed:
+        console.print(f"[red]failed[/] (reused; --rerun failed retries it) {failure}")
+    if summary.journaled:
+        console.print(
+            f"[yellow]{len(summary.journaled)} result(s) wait in the journal[/]: the database could not take "
+            "them; `segbench db repair` (or the next run) records them"
+        )
     if summary.interrupted:
         console.print("[yellow]interrupted[/]: finished jobs are recorded; run again to resume the rest")
         raise typer.Exit(130)
-    if summary.failed:
+    if summary.failures() or summary.journaled:
         raise typer.Exit(1)
 
 
@@ -242,6 +250,8 @@ def report(
         raise _user_error("--metric and --columns go with --pivot, e.g. --pivot model,dataset --metric mIoU")
     database = open_db(db, create=False)
     data = load_report_data(database, suite=suite, run=run)
+    if data.run.incomplete:
+        _console(stderr=True).print(f"[yellow]warning[/]: {data.run.incomplete}")
     if pivot is not None:
         from segbench.report.pivot import pivot_table
 

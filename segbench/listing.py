@@ -74,6 +74,7 @@ def runs_table(db_url: str | None) -> Table:
     from sqlalchemy import func, select
 
     from segbench.store.db import open_db
+    from segbench.store.liveness import gone_reason
     from segbench.store.schema import Job, Run
 
     db = open_db(db_url, create=False)
@@ -92,7 +93,7 @@ def runs_table(db_url: str | None) -> Table:
             table.add_row(
                 str(run.id),
                 run.suite_name,
-                run.status,
+                "stale" if gone_reason(run) else run.status,  # driver gone; `db repair` records it
                 run.started_at.strftime("%Y-%m-%d %H:%M"),
                 str(sum(c.values())),
                 str(c.get("done", 0) + c.get("cached", 0)),

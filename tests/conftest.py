@@ -9,6 +9,7 @@ import pytest
 
 if TYPE_CHECKING:
     from segbench.report.query import ReportData
+    from tests.pg import PgServer
 
 
 @pytest.fixture(scope="module")
@@ -33,3 +34,18 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> ReportData:
         return load_report_data(db)
     finally:
         db.close()
+
+
+@pytest.fixture(scope="module")
+def pg_server() -> Iterator[PgServer]:
+    """A real PostgreSQL server for the module's tests (``tests/pg.py``); skipped without its binaries."""
+    from tests.pg import running_server
+
+    with running_server() as server:
+        yield server
+
+
+@pytest.fixture()
+def pg_url(pg_server: PgServer) -> str:
+    """A fresh, empty database on the module's server."""
+    return pg_server.new_database()

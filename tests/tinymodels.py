@@ -10,7 +10,11 @@ from torch import nn
 
 
 class TinySegNet(nn.Module):
-    """Two strided convs and a classifier; ``fail`` makes training raise, or ``crash`` its process."""
+    """Two strided convs and a classifier; ``fail`` makes training raise, or ``crash`` its process.
+
+    ``crash_once`` crashes only where no ``crashed_once`` file is in the working
+    directory yet (it leaves one): a worker death that a re-run gets past.
+    """
 
     def __init__(self, num_classes: int, width: int = 8, fail: str | None = None) -> None:
         super().__init__()
@@ -29,6 +33,9 @@ class TinySegNet(nn.Module):
             raise RuntimeError("deliberate failure while training")
         if self.fail == "crash" and self.training:
             os._exit(3)  # a segfault or the OOM killer: the worker is gone, nothing raised
+        if self.fail == "crash_once" and self.training and not os.path.exists("crashed_once"):
+            open("crashed_once", "w").close()
+            os._exit(3)
         logits = self.classifier(self.features(x))
         return {"out": F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)}
 

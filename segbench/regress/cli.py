@@ -54,12 +54,13 @@ class CompareFormat(str, Enum):
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``compare``, ``check``, ``history`` and the ``db`` group (``db merge``) to ``app``."""
+    """Add ``compare``, ``check``, ``history`` and the ``db`` group (``db merge``, ``db repair``) to ``app``."""
     app.command("compare")(compare)
     app.command("check")(check)
     app.command("history")(history)
     db_app = typer.Typer(help="Maintain the results database.", no_args_is_help=True)
     db_app.command("merge")(merge)
+    db_app.command("repair")(repair)
     app.add_typer(db_app, name="db")
 
 
@@ -196,15 +197,34 @@ def merge(
     """Merge results recorded in another database (another machine's) into this one, without duplicates."""
     from segbench.regress.merge import merge_databases
     from segbench.store.db import open_db
+    from segbench.store.recorder import repair as repair_database
 
     source_url = other if "://" in other else _sqlite_url(Path(other))
     target = open_db(db)
+    for line in repair_database(target):
+        typer.echo(f"repaired {line}")
     source = open_db(source_url, create=False)
     try:
         summary = merge_databases(target, source)
     finally:
         source.close()
     typer.echo(f"merged {source.display_url} → {target.display_url}: {summary.describe()}")
+
+
+def repair(db: DbOption = None) -> None:
+    """Close runs whose driver died (interrupted, with their unfinished jobs) and record journaled results."""
+    from segbench.store.db import open_db
+    from segbench.store.recorder import repair as repair_database
+
+    database = open_db(db, create=False)
+    lines = repair_database(database)
+    for line in lines:
+        typer.echo(line)
+    typer.echo(
+        f"{database.display_url}: {len(lines)} change(s)"
+        if lines
+        else f"{database.display_url}: nothing to repair"
+    )
 
 
 def _sqlite_url(path: Path) -> str:

@@ -7,7 +7,7 @@ to, so a re-run's report is complete without re-measuring anything.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from segbench.errors import UserError
 from segbench.evidence import Evidence
 from segbench.store.db import Database
+from segbench.store.liveness import UNFINISHED, gone_reason
 from segbench.store.schema import ImageEvidence, Job, Metric, Run
 
 META_COLUMNS = (
@@ -50,6 +51,8 @@ class RunInfo:
     suite_commit: str | None
     suite_dirty: bool | None
     host: str
+    #: why the run's results are not all there (still running, interrupted, its driver gone), else None
+    incomplete: str | None = None
 
 
 @dataclass
@@ -106,14 +109,36 @@ def source_of(session: Session, job: Job) -> Job:
     return job
 
 
+def incomplete_note(run: Run, statuses: list[str], gone: str | None) -> str | None:
+    """The report's line for a run whose results are not all there, or None when they are.
+
+    ``statuses`` are the jobs' as the report shows them; ``gone`` is why the
+    driver of a run still recorded as running is dead (the report says so
+    without writing: ``segbench db repair`` records it).
+    """
+    missing = sum(status in (*UNFINISHED, "interrupted") for status in statuses)
+    of = f"{missing} of {len(statuses)} job(s) have no result"
+    if gone is not None:
+        return (
+            f"run {run.id} is incomplete: it is recorded as running but {gone}; {of}. "
+            "`segbench db repair` records it as interrupted; run the suite again to finish it."
+        )
+    if run.status == "running":
+        return f"run {run.id} is still running: {of} yet."
+    if missing or run.status == "interrupted":
+        return f"run {run.id} is incomplete ({run.status}): {of}; run the suite again to finish it."
+    return None
+
+
 def load_report_data(db: Database, suite: str | None = None, run: str | int | None = None) -> ReportData:
     with db.sessions() as session:
         chosen = find_run(session, suite, run)
+        gone = gone_reason(chosen)
         info = RunInfo(
             id=chosen.id,
             suite_name=chosen.suite_name,
             suite_text=chosen.suite_text,
-            status=chosen.status,
+            status="interrupted" if gone else chosen.status,
             started_at=chosen.started_at,
             segbench_commit=chosen.segbench_commit,
             segbench_dirty=chosen.segbench_dirty,
@@ -133,12 +158,15 @@ def load_report_data(db: Database, suite: str | None = None, run: str | int | No
         details: dict[tuple[int, str], dict[str, Any]] = {}
         for job in jobs:
             src = sources[job.id]
+            status = src.status if job.status == "cached" else job.status
+            if gone and status in UNFINISHED:
+                status = "interrupted"  # its driver is gone: nothing will finish it
             rec: dict[str, Any] = {
                 "job_id": job.id,
                 "job_key": job.job_key,
                 "position": job.position,
                 "label": job.label,
-                "status": src.status if job.status == "cached" else job.status,
+                "status": status,
                 "model": job.model,
                 "model_label": job.model_label,
                 "dataset": job.dataset,
@@ -156,6 +184,7 @@ def load_report_data(db: Database, suite: str | None = None, run: str | int | No
                 details[(job.id, name)] = {"unit": m.unit, "samples": m.samples, "extra": m.extra}
             records.append(rec)
         evidence = load_evidence(session, {job.id: sources[job.id].id for job in jobs})
+        info = replace(info, incomplete=incomplete_note(chosen, [r["status"] for r in records], gone))
     frame = pd.DataFrame.from_records(records)
     if frame.empty:
         frame = pd.DataFrame(columns=list(META_COLUMNS))

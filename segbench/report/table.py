@@ -404,7 +404,7 @@ def _caption(data: ReportData, metrics: list[MetricColumn], settings: ReportSett
 
 
 def _notes(data: ReportData, rows: list[Row], metrics: list[MetricColumn]) -> list[str]:
-    notes = []
+    notes = [data.run.incomplete] if data.run.incomplete else []
     failed = data.jobs[data.jobs["status"] == "failed"]
     for _, job in failed.iterrows():
         notes.append(f"failed: {job['label']}: {job['error']}")

@@ -6,8 +6,7 @@ import signal
 import sys
 import threading
 import time
-import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,17 @@ from segbench.errors import UserError
 from segbench.runner.results import JobResult
 from segbench.runner.scheduler import Backend, Event, LocalBackend, group_by_training, plan_workers
 from segbench.store.db import Database
-from segbench.store.recorder import Recorder, Rerun
+from segbench.store.liveness import heartbeat, heartbeat_seconds
+from segbench.store.recorder import (
+    PlannedJob,
+    Recorder,
+    Rerun,
+    database_reason,
+    record_patience,
+    repair,
+    transient,
+)
+from segbench.store.schema import Job
 from segbench.suite import JobSpec
 
 
@@ -37,9 +46,17 @@ class RunSummary:
     total: int
     ran: int = 0
     cached: int = 0
+    #: jobs of this run that failed, and (label: error) of those that reused a failed result
     failed: list[str] = field(default_factory=list)
+    cached_failed: list[str] = field(default_factory=list)
+    #: jobs whose results wait in the journal (the database could not take them in time)
+    journaled: list[str] = field(default_factory=list)
     interrupted: bool = False
     seconds: float = 0.0
+
+    def failures(self) -> int:
+        """Failures in the suite's latest results: the ones run now and the ones reused."""
+        return len(self.failed) + len(self.cached_failed)
 
 
 def torch_versions() -> dict[str, str | None]:
@@ -65,27 +82,49 @@ def make_backend(name: str, devices: str, workers: int | None, ray_address: str 
     return LocalBackend(plan_workers(devices, workers))
 
 
-def _record(recorder: Recorder, job_id: int, result: JobResult) -> JobResult:
-    """Record ``result``; if the database refuses it, record the job as failed and keep going.
+def _claimed_rounds(
+    recorder: Recorder,
+    groups: list[list[PlannedJob]],
+    adopted: Callable[[PlannedJob, Job], None],
+    console: Console,
+) -> Iterator[list[list[PlannedJob]]]:
+    """The training groups this driver runs, round by round; another driver's are waited for.
 
-    The refused transaction is rolled back whole, so the job is either fully
-    recorded or marked failed with the database's reason, never half-written.
+    A group is run only under its claim. Once claimed, jobs that another run
+    finished meanwhile are adopted (recorded cached, pointing at that result)
+    instead of trained again; a group held by a live driver is polled, with
+    backoff, until its driver gives the claim up (finished, or gone).
     """
-    try:
-        recorder.record(job_id, result)
-        return result
-    except Exception as exc:
-        refused = JobResult(
-            job_key=result.job_key,
-            ok=False,
-            stage_seconds=result.stage_seconds,
-            device=result.device,
-            error=f"the database refused this job's results: {type(exc).__name__}: {str(exc).splitlines()[0]}",
-            traceback=traceback.format_exc(),
-            failed_stage="record",
-        )
-        recorder.record(job_id, refused)
-        return refused
+    waiting = groups
+    delay = 0.5
+    told = False
+    while waiting:
+        mine, held = [], []
+        for group in waiting:
+            train_key = group[0].spec.train_key
+            if not recorder.claim(train_key):
+                held.append(group)
+                continue
+            found = recorder.adopt_results(group)
+            for p in group:
+                if p.job_id in found:
+                    adopted(p, found[p.job_id])
+            rest = [p for p in group if p.job_id not in found]
+            if rest:
+                mine.append(rest)
+        if mine:
+            yield mine
+            delay = 0.5
+        elif held:
+            if not told:
+                console.print(
+                    f"[dim]{len(held)} training group(s) are being run by another segbench run: "
+                    "waiting for their results[/]"
+                )
+                told = True
+            time.sleep(delay)
+            delay = min(delay * 1.5, 5.0)
+        waiting = held
 
 
 @contextmanager
@@ -123,6 +162,8 @@ def execute(
 ) -> RunSummary:
     """Record a run of ``jobs`` in ``db``, executing them on ``backend`` (see :func:`make_backend`)."""
     console = console or Console(stderr=True)
+    for line in repair(db):
+        console.print(f"[yellow]repaired[/] {line}")
     recorder = Recorder(db)
     run_id = recorder.start_run(loaded, " ".join(sys.argv), torch_versions())
     planned = recorder.plan(jobs, rerun)
@@ -133,19 +174,46 @@ def execute(
         console.print(
             f"[dim]{summary.cached} job(s) already done at this commit: reused (--rerun all to redo)[/]"
         )
+    train_of = {p.job_id: p.spec.train_key for p in planned}
+    unrecorded: dict[str, set[int]] = {}  # train_key -> its jobs without a result in this run yet
+    journaled_groups: set[str] = set()
+    for p in planned:
+        unrecorded.setdefault(p.spec.train_key, set()).add(p.job_id)
     start = time.perf_counter()
     status = "done"
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    ) as progress:
+    with (
+        Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        ) as progress,
+        heartbeat(recorder.beat, heartbeat_seconds()),
+    ):
         overall = progress.add_task(f"[bold]{loaded.suite.name}[/] (run {run_id})", total=len(planned))
         lines: dict[int, int] = {}
+
+        def settled(job_id: int, recorded: bool = True) -> None:
+            """``job_id`` has its result; the group's claim goes once all of its jobs have recorded theirs.
+
+            A group with a result still in the journal keeps its claim while this
+            driver lives: a waiting driver would find no result and train it again.
+            """
+            key = train_of[job_id]
+            unrecorded[key].discard(job_id)
+            if not recorded:
+                journaled_groups.add(key)
+            if not unrecorded[key] and key not in journaled_groups:
+                recorder.release(key)  # after the results: a waiting driver adopts them
+            progress.advance(overall)
+
+        def adopted(job: PlannedJob, source: Job) -> None:
+            summary.cached += 1
+            progress.console.print(f"[dim]reused[/] {job.spec.label}: run {source.run_id} ran it meanwhile")
+            settled(job.job_id)
 
         def on_event(event: Event) -> None:
             line = lines.get(event.worker)
@@ -163,20 +231,26 @@ def execute(
                 result = event.result or JobResult(
                     job_key="", ok=False, error=event.detail, failed_stage="worker"
                 )
-                result = _record(recorder, event.job_id, result)
+                kept = recorder.keep(event.job_id, result, record_patience())
+                recorded = kept.result
                 summary.ran += 1
-                if not result.ok:
-                    summary.failed.append(f"{labels[event.job_id]}: {result.error}")
-                    progress.console.print(f"[red]failed[/] {labels[event.job_id]}: {result.error}")
-                progress.advance(overall)
+                if recorded is None:
+                    summary.journaled.append(labels[event.job_id])
+                    progress.console.print(
+                        f"[yellow]kept[/] {labels[event.job_id]}: the database cannot take its results "
+                        f"now ({kept.waiting}); they wait in {recorder.journal.path}"
+                    )
+                elif not recorded.ok:
+                    summary.failed.append(f"{labels[event.job_id]}: {recorded.error}")
+                    progress.console.print(f"[red]failed[/] {labels[event.job_id]}: {recorded.error}")
+                settled(event.job_id, recorded is not None)
                 progress.update(line, description=f"  worker {event.worker}: idle")
 
         try:
             if planned:
                 with _stop_signals():
-                    backend.run(
-                        group_by_training(planned), on_event, checkpoint_dir(workdir, recorder.code_id)
-                    )
+                    for tasks in _claimed_rounds(recorder, group_by_training(planned), adopted, console):
+                        backend.run(tasks, on_event, checkpoint_dir(workdir, recorder.code_id))
         except KeyboardInterrupt:
             status = "interrupted"
             summary.interrupted = True
@@ -184,6 +258,23 @@ def execute(
             status = "failed"
             raise
         finally:
-            recorder.finish(status)
+            if summary.journaled:
+                summary.journaled = [labels[i] for i in _still_journaled(recorder, labels)]
+            try:
+                recorder.finish(status)
+            except Exception as exc:
+                if not transient(exc):
+                    raise
+                # still "running" in the record: the next writing command closes it, its driver gone
+                console.print(f"[yellow]could not close run {run_id}[/]: {database_reason(exc)}")
+            summary.cached_failed = [f"{label}: {error}" for label, error in recorder.cached_failures()]
             summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _still_journaled(recorder: Recorder, labels: dict[int, str]) -> list[int]:
+    """One last replay before the run closes; the jobs of this run whose results still wait."""
+    recorder.replay()
+    return [
+        e.job_id for e in recorder.journal.entries() if e.run_uid == recorder.run_uid and e.job_id in labels
+    ]

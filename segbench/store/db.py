@@ -136,10 +136,18 @@ class Database:
 _MIGRATION_LOCK_KEY = 0x5E6BE4C4
 
 
+def busy_timeout_seconds() -> float:
+    """How long a SQLite writer waits for another's lock: ``$SEGBENCH_BUSY_TIMEOUT`` seconds, else 30."""
+    from segbench.store.liveness import env_seconds
+
+    return env_seconds("SEGBENCH_BUSY_TIMEOUT", 30.0)
+
+
 def _make_engine(url: str, is_sqlite: bool) -> Engine:
     if not is_sqlite:
         return create_engine(url, pool_pre_ping=True)
-    engine = create_engine(url, connect_args={"timeout": 30})
+    busy = busy_timeout_seconds()
+    engine = create_engine(url, connect_args={"timeout": busy})
 
     @event.listens_for(engine, "connect")
     def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
@@ -147,7 +155,7 @@ def _make_engine(url: str, is_sqlite: bool) -> Engine:
         # makes concurrent writers wait instead of failing; FKs make cascades real.
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={int(busy * 1000)}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 

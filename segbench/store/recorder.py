@@ -1,28 +1,83 @@
-"""The single writer: runs, planned jobs, results — each step one transaction."""
+"""The single writer: runs, planned jobs, results — each step one transaction.
+
+Besides recording, the writer keeps the record honest when processes die or
+the database is busy: the run carries its driver's identity and heartbeat
+(``store/liveness.py``), training groups are claimed so that two drivers never
+train one twice, and a result the database cannot take right now goes to the
+journal (``store/journal.py``) and is retried, never recorded as a failure.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import time
+import traceback
 import uuid
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 import segbench
 from segbench.config import LoadedSuite
 from segbench.runner.results import JobResult
-from segbench.store import provenance
+from segbench.store import liveness, provenance
 from segbench.store.db import Database
-from segbench.store.schema import Artifact, Hardware, ImageEvidence, Job, Metric, Run, Series
+from segbench.store.journal import Entry, Journal
+from segbench.store.liveness import now
+from segbench.store.schema import Artifact, Claim, Hardware, ImageEvidence, Job, Metric, Run, Series
 from segbench.suite import JobSpec
 
 Rerun = Literal["none", "failed", "all"]
 
+#: seconds between attempts to record a result the database could not take (then doubling)
+RETRY_FIRST_DELAY = 0.5
 
-def now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+def record_patience() -> float:
+    """How long a driver retries a result the database cannot take before leaving it in the journal."""
+    return liveness.env_seconds("SEGBENCH_RECORD_PATIENCE", 120.0)
+
+
+def patiently(step: Callable[[], None], patience: float) -> None:
+    """Run the transaction ``step``, retrying with backoff for ``patience`` seconds while the database is busy."""
+    deadline = time.monotonic() + patience
+    delay = RETRY_FIRST_DELAY
+    while True:
+        try:
+            step()
+            return
+        except Exception as exc:
+            if not transient(exc) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 10.0)
+
+
+def failure_kind(result: JobResult) -> str | None:
+    """``model`` for a job's own failure; ``lost`` when its worker died; ``infrastructure`` for the database."""
+    if result.ok:
+        return None
+    if result.failed_stage == "worker":
+        return "lost"
+    if result.failed_stage == "record":
+        return "infrastructure"
+    return "model"
+
+
+def transient(exc: BaseException) -> bool:
+    """The database cannot take a write *now* (locked, connection lost), as opposed to refusing it."""
+    return isinstance(exc, OperationalError | InterfaceError) and not isinstance(exc, IntegrityError)
+
+
+def database_reason(exc: BaseException) -> str:
+    """The database's own words ("database is locked"), not SQLAlchemy's wrapper around them."""
+    orig = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    first = next(iter(str(orig).strip().splitlines()), "")
+    return f"{type(orig).__name__}: {first}"
 
 
 @dataclass(frozen=True)
@@ -37,7 +92,9 @@ class Recorder:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.run_id: int | None = None
+        self.run_uid: str | None = None
         self.code_id: str | None = None
+        self.journal = Journal(db.url)
 
     def start_run(
         self,
@@ -49,6 +106,7 @@ class Recorder:
         st = provenance.git_state(loaded.path)
         self.code_id = provenance.code_id(sb, st)
         env = provenance.environment()
+        driver = liveness.Driver.this_process()
         run = Run(
             uid=str(uuid.uuid4()),
             suite_name=loaded.suite.name,
@@ -62,7 +120,10 @@ class Recorder:
             segbench_branch=sb.branch,
             segbench_dirty=sb.dirty,
             code_id=self.code_id,
-            host=provenance.host(),
+            host=driver.host,
+            driver_pid=driver.pid,
+            driver_started=driver.started,
+            driver_boot=driver.boot,
             segbench_version=segbench.__version__,
             torch_version=versions.get("torch"),
             cuda_version=versions.get("cuda"),
@@ -75,12 +136,14 @@ class Recorder:
                 "suite_git": provenance.as_dict(st),
             },
             started_at=now(),
+            heartbeat_at=now(),
             status="running",
         )
         with self.db.session() as s:
             s.add(run)
             s.flush()
             self.run_id = run.id
+        self.run_uid = run.uid
         return run.id
 
     def plan(self, jobs: list[JobSpec], rerun: Rerun = "none") -> list[PlannedJob]:
@@ -124,8 +187,13 @@ class Recorder:
                     todo.append(PlannedJob(job.id, spec))
         return todo
 
-    def _previous(self, s, suite: str, keys: list[str]) -> dict[str, Job]:  # type: ignore[no-untyped-def]
-        """Latest done-or-failed job per key at this code_id (done wins over failed)."""
+    def _previous(self, s, suite: str, keys: list[str], since: datetime | None = None) -> dict[str, Job]:  # type: ignore[no-untyped-def]
+        """Latest result per key at this code_id (done wins over failed).
+
+        Only a model's own failure counts as a result; a job lost with its worker
+        or refused by the database was never measured, so it runs again. Failed
+        rows without a kind predate failure kinds; migration 0002 classified them.
+        """
         rows = s.scalars(
             select(Job)
             .join(Run)
@@ -134,7 +202,9 @@ class Recorder:
                 Run.suite_name == suite,
                 Run.id != self.run_id,
                 Job.job_key.in_(keys),
-                Job.status.in_(("done", "failed")),
+                (Job.status == "done")
+                | ((Job.status == "failed") & ((Job.failure_kind == "model") | Job.failure_kind.is_(None))),
+                *([Job.finished_at >= since] if since is not None else []),
             )
             .order_by(Job.id)
         ).all()
@@ -145,12 +215,16 @@ class Recorder:
         return best
 
     def mark_running(self, job_id: int, device: str | None) -> None:
-        with self.db.session() as s:
-            job = s.get(Job, job_id)
-            assert job is not None
-            job.status = "running"
-            job.device = device
-            job.started_at = now()
+        """Best effort: a busy database only delays the "running" mark, never the job."""
+        try:
+            with self.db.session() as s:
+                job = s.get(Job, job_id)
+                assert job is not None
+                job.status = "running"
+                job.device = device
+                job.started_at = now()
+        except (OperationalError, InterfaceError):
+            pass
 
     def record(self, job_id: int, result: JobResult) -> None:
         """All of a job's numbers in one transaction."""
@@ -158,6 +232,7 @@ class Recorder:
             job = s.get(Job, job_id)
             assert job is not None
             job.status = "done" if result.ok else "failed"
+            job.failure_kind = failure_kind(result)
             job.error = result.error
             job.traceback = result.traceback
             job.device = result.device or job.device
@@ -214,14 +289,249 @@ class Recorder:
         return hw.id
 
     def finish(self, status: str) -> None:
-        """Close the run; jobs still running or pending were cut off, say so."""
+        """Close the run and free its claims; jobs still running or pending were cut off, say so.
+
+        A job whose result waits in the journal says where it is.
+        """
+        journaled = {e.job_id for e in self.journal.entries() if e.run_uid == self.run_uid}
+
+        def close() -> None:
+            with self.db.session() as s:
+                run = s.get(Run, self.run_id)
+                assert run is not None
+                run.status = status
+                run.finished_at = now()
+                for job in s.scalars(
+                    select(Job).where(Job.run_id == self.run_id, Job.status.in_(liveness.UNFINISHED))
+                ):
+                    job.status = "interrupted"
+                    job.failure_kind = "interrupted"
+                    job.finished_at = now()
+                    if job.id in journaled:
+                        job.error = (
+                            f"its results wait in {self.journal.path}: the next command that writes this "
+                            "database records them (segbench db repair)"
+                        )
+                s.execute(delete(Claim).where(Claim.run_id == self.run_id))
+
+        patiently(close, record_patience())
+
+    # --- keeping every result ------------------------------------------------------------------
+
+    def keep(self, job_id: int, result: JobResult, patience: float) -> Kept:
+        """Record ``result``, whatever the database is going through; say what became of it.
+
+        A transient failure (locked past the busy timeout, connection lost) puts
+        the result in the journal and retries with backoff for ``patience``
+        seconds; if the database still cannot take it, it stays in the journal
+        for a later replay. A result the database refuses outright (a
+        constraint) is rolled back whole and the job recorded failed with the
+        database's reason.
+        """
+        assert self.run_uid is not None
+        try:
+            self.record(job_id, result)
+            return Kept(result)
+        except Exception as exc:
+            if not transient(exc):
+                return Kept(self._refused(job_id, result, exc))
+            waiting = database_reason(exc)
+        self.journal.append(self.run_uid, job_id, result)
+        deadline = time.monotonic() + patience
+        delay = RETRY_FIRST_DELAY
+        while time.monotonic() + delay <= deadline:
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+            replayed = self.replay()
+            if job_id in replayed.jobs:
+                return Kept(replayed.jobs[job_id])
+            if not any(e.job_id == job_id and e.run_uid == self.run_uid for e in self.journal.entries()):
+                return Kept(result)  # another command's replay recorded it meanwhile
+            waiting = replayed.waiting or waiting
+        return Kept(None, waiting)
+
+    def _refused(self, job_id: int, result: JobResult, exc: BaseException) -> JobResult:
+        refused = JobResult(
+            job_key=result.job_key,
+            ok=False,
+            stage_seconds=result.stage_seconds,
+            device=result.device,
+            error=f"the database refused this job's results: {database_reason(exc)}",
+            traceback="".join(traceback.format_exception(exc)),
+            failed_stage="record",
+        )
+        self.record(job_id, refused)
+        return refused
+
+    def replay(self) -> Replayed:
+        """Record what the journal holds; keep there what the database still cannot take."""
+        replayed = Replayed()
+        if not self.journal.exists():
+            return replayed
+        with self.journal.replaying() as (entries, kept):
+            for entry in entries:
+                try:
+                    line = self._replay_one(entry, replayed)
+                except Exception as exc:
+                    if not transient(exc):
+                        raise
+                    replayed.waiting = database_reason(exc)
+                    kept.append(entry)
+                    continue
+                if line:
+                    replayed.lines.append(line)
+        return replayed
+
+    def _replay_one(self, entry: Entry, replayed: Replayed) -> str | None:
+        """Record one journal entry unless its job holds a result already; the line to report."""
+        with self.db.sessions() as s:
+            job = s.get(Job, entry.job_id)
+            owner = s.get(Run, job.run_id) if job is not None else None
+            if job is None or owner is None or owner.uid != entry.run_uid:
+                return f"journal: job {entry.job_id} of run {entry.run_uid} is not in this database; dropped"
+            if job.status in ("done", "failed"):
+                return None  # recorded already (by an earlier replay): nothing twice
+            label, run_id = job.label, owner.id
+        try:
+            self.record(entry.job_id, entry.result)
+            replayed.jobs[entry.job_id] = entry.result
+        except Exception as exc:
+            if transient(exc):
+                raise
+            replayed.jobs[entry.job_id] = self._refused(entry.job_id, entry.result, exc)
+        return f"journal: recorded job {entry.job_id} of run {run_id} ({label})"
+
+    # --- liveness and claims -----------------------------------------------------------------
+
+    def beat(self) -> None:
+        """The driver is alive: refresh the run's heartbeat and extend its claims' leases."""
+        at = now()
+        with self.db.session() as s:
+            s.execute(update(Run).where(Run.id == self.run_id).values(heartbeat_at=at))
+            s.execute(
+                update(Claim)
+                .where(Claim.run_id == self.run_id)
+                .values(lease_until=at + timedelta(seconds=liveness.lease_seconds()))
+            )
+
+    def claim(self, train_key: str) -> bool:
+        """Take the claim on training group ``train_key`` (at this code_id), or say another driver holds it.
+
+        An ordinary INSERT under a unique constraint: of two drivers, the
+        second fails. A claim whose lease ran out, or whose driver is known to
+        be gone, is deleted (only if it is still that same claim) and taken.
+        """
+        assert self.run_id is not None and self.code_id is not None
+        for _ in range(2):
+            try:
+                with self.db.session() as s:
+                    s.add(
+                        Claim(
+                            code_id=self.code_id,
+                            train_key=train_key,
+                            run_id=self.run_id,
+                            lease_until=now() + timedelta(seconds=liveness.lease_seconds()),
+                        )
+                    )
+                return True
+            except IntegrityError:
+                pass
+            with self.db.session() as s:
+                held = s.scalar(
+                    select(Claim).where(Claim.code_id == self.code_id, Claim.train_key == train_key)
+                )
+                if held is None:
+                    continue  # released meanwhile: try again
+                if held.run_id == self.run_id:
+                    return True
+                owner = s.get(Run, held.run_id)
+                stale = held.lease_until < now() or owner is None or owner.status != "running"
+                if not stale and liveness.gone_reason(owner) is None:  # type: ignore[arg-type]
+                    return False
+                s.execute(delete(Claim).where(Claim.id == held.id, Claim.run_id == held.run_id))
+        return False
+
+    def release(self, train_key: str) -> None:
+        with self.db.session() as s:
+            s.execute(
+                delete(Claim).where(
+                    Claim.code_id == self.code_id, Claim.train_key == train_key, Claim.run_id == self.run_id
+                )
+            )
+
+    def adopt_results(self, planned: list[PlannedJob]) -> dict[int, Job]:
+        """Jobs of ``planned`` another run has meanwhile finished: recorded cached, pointing at that result.
+
+        Called once this driver holds the group's claim, so the other driver
+        finished (and recorded) before giving the claim up. Only results
+        recorded since this run began count: they are the work this run would
+        have done; older ones were for :meth:`plan` (and ``--rerun``) to judge.
+        """
+        if not planned:
+            return {}
+        adopted: dict[int, Job] = {}
         with self.db.session() as s:
             run = s.get(Run, self.run_id)
             assert run is not None
-            run.status = status
-            run.finished_at = now()
-            for job in s.scalars(
-                select(Job).where(Job.run_id == self.run_id, Job.status.in_(("running", "pending")))
-            ):
-                job.status = "interrupted"
-                job.finished_at = now()
+            keys = [p.spec.job_key for p in planned]
+            previous = self._previous(s, planned[0].spec.suite, keys, since=run.started_at)
+            for p in planned:
+                source = previous.get(p.spec.job_key)
+                if source is None:
+                    continue
+                job = s.get(Job, p.job_id)
+                assert job is not None
+                job.status = "cached"
+                job.source_job_id = source.id
+                adopted[p.job_id] = source
+        return adopted
+
+    def cached_failures(self) -> list[tuple[str, str | None]]:
+        """(label, error) of this run's jobs that reuse a failed result: the suite's latest word on them."""
+        with self.db.sessions() as s:
+            source = Job.__table__.alias("source")
+            rows = s.execute(
+                select(Job.label, source.c.error)
+                .join(source, source.c.id == Job.source_job_id)
+                .where(Job.run_id == self.run_id, Job.status == "cached", source.c.status == "failed")
+                .order_by(Job.position)
+            ).all()
+        return [(label, error) for label, error in rows]
+
+
+@dataclass(frozen=True)
+class Kept:
+    """What became of a result: recorded (``result``; a refusal is recorded as a failed one), or not yet."""
+
+    result: JobResult | None
+    #: while the result waits in the journal: the database's reason ("database is locked")
+    waiting: str | None = None
+
+
+@dataclass
+class Replayed:
+    """What a journal replay recorded (job id → result as recorded), and why the rest still waits."""
+
+    jobs: dict[int, JobResult] = field(default_factory=dict)
+    lines: list[str] = field(default_factory=list)
+    #: the database's reason, when some results are still waiting in the journal
+    waiting: str | None = None
+
+
+def repair(db: Database) -> list[str]:
+    """What every writing command does first: the journal replayed, runs with a dead driver closed.
+
+    Returns a line per change (``segbench db repair`` prints them).
+    """
+    recorder = Recorder(db)
+    replayed = recorder.replay()  # first: a dead driver's journaled results finish its jobs
+    lines = replayed.lines
+    if replayed.waiting:
+        lines.append(f"journal: {recorder.journal.path} still holds results ({replayed.waiting})")
+
+    def close_dead_runs() -> None:
+        with db.session() as s:
+            lines.extend(liveness.reconcile(s))
+
+    patiently(close_dead_runs, record_patience())
+    return lines

@@ -30,6 +30,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 JOB_STATUSES = ("pending", "running", "done", "failed", "cached", "interrupted")
 RUN_STATUSES = ("running", "done", "failed", "interrupted")
+#: Why a job failed. Only ``model`` (the model or its stage raised) is the experiment's own
+#: outcome and stays cached on a re-run; ``lost`` (its worker died, or the checkpoint it needed
+#: did), ``infrastructure`` (the database refused it) and ``interrupted`` are retried.
+FAILURE_KINDS = ("model", "lost", "infrastructure", "interrupted")
 
 
 class Base(DeclarativeBase):
@@ -79,6 +83,16 @@ class Run(Base):
     started_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
     status: Mapped[str] = mapped_column(String(16))
+    #: the driver process (on ``host``) and its start time in clock ticks (/proc/PID/stat
+    #: field 22), so a reused pid is not taken for a live driver
+    driver_pid: Mapped[int | None] = mapped_column(Integer)
+    driver_started: Mapped[int | None] = mapped_column(BigInteger)
+    #: the kernel's boot id (/proc/sys/kernel/random/boot_id): pids and start times only mean
+    #: something within one boot of one machine, whatever the host names say
+    driver_boot: Mapped[str | None] = mapped_column(String(36))
+    #: refreshed by a live driver; a run on another host whose heartbeat is older than the
+    #: lease is taken for dead (``store/liveness.py``)
+    heartbeat_at: Mapped[datetime | None]
 
     jobs: Mapped[list[Job]] = relationship(back_populates="run", order_by="Job.id")
 
@@ -105,6 +119,8 @@ class Job(Base):
     status: Mapped[str] = mapped_column(String(16))
     source_job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
     error: Mapped[str | None] = mapped_column(Text)
+    #: one of FAILURE_KINDS for failed and interrupted jobs, else NULL
+    failure_kind: Mapped[str | None] = mapped_column(String(16))
     traceback: Mapped[str | None] = mapped_column(Text)
     device: Mapped[str | None] = mapped_column(String(64))
     hardware_id: Mapped[int | None] = mapped_column(ForeignKey("hardware.id"))
@@ -186,3 +202,23 @@ class ImageEvidence(Base):
     #: the arrays it holds (``counts``, ``band@W``, ``fg``), so ``show`` need not decode the blob
     arrays: Mapped[list[Any]] = mapped_column(JSON)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Claim(Base):
+    """A driver's claim on one training group (a ``train_key`` at a ``code_id``) while it runs it.
+
+    The unique constraint makes claiming an ordinary INSERT that fails for the
+    second driver, on SQLite and PostgreSQL alike; the owner's heartbeat renews
+    ``lease_until``, and a claim whose lease ran out (or whose driver is known
+    dead) may be taken over. A group's checkpoint is only ever written by the
+    driver that holds its claim.
+    """
+
+    __tablename__ = "claims"
+    __table_args__ = (UniqueConstraint("code_id", "train_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code_id: Mapped[str] = mapped_column(String(64))
+    train_key: Mapped[str] = mapped_column(String(32))
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    lease_until: Mapped[datetime]
