@@ -66,6 +66,12 @@ class EvalSettings(_Strict):
     trimap_widths: tuple[int, ...] = ()
     batch_size: int = Field(4, ge=1)
     max_samples: int | None = Field(None, ge=1)
+    threshold: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="foreground probability threshold of a one-channel (sigmoid) binary model; None = 0.5",
+    )
 
     @field_validator("scales")
     @classmethod

@@ -201,6 +201,9 @@ def expand(loaded: LoadedSuite) -> list[JobSpec]:
                         _revalidate(loaded, bi, s, sections[s]) for s in ("train", "eval", "measure")
                     )
                     _check_splits(loaded, dref.name, train, evals, suite.stages)
+                    if "eval" in suite.stages and evals["threshold"] is not None:
+                        at = ("variants", bi) if "eval.threshold" in overrides else ("eval", "threshold")
+                        _check_threshold(loaded, at, dref.name, evals["threshold"])
                     for seed in suite.seeds:
                         job = JobSpec(
                             suite=suite.name,
@@ -243,6 +246,19 @@ def _check_splits(
                 entry.check_split(settings["split"])
             except UserError as exc:
                 raise loaded.error((section, "split"), str(exc)) from None
+
+
+def _check_threshold(loaded: LoadedSuite, at: tuple[Any, ...], dataset: str, threshold: float) -> None:
+    """``eval.threshold`` decides foreground vs background: a dataset with other than two classes has none."""
+    from segbench.data.catalog import get_dataset_entry
+
+    classes = get_dataset_entry(dataset).num_classes
+    if classes is not None and classes != 2:
+        raise loaded.error(
+            at,
+            f"eval.threshold={threshold} is for a binary task (a one-channel sigmoid model on a "
+            f"two-class dataset), but dataset '{dataset}' has {classes} classes",
+        )
 
 
 def _suggest(name: str, choices: dict[str, Any]) -> str:
