@@ -33,6 +33,16 @@ def _jsonable(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON-serialisable")
 
 
+#: settings added after results were first recorded, with the default that means "as before": left out
+#: of the job key at that default, so adding a setting changes no recorded job's key (cached re-runs and
+#: ``segbench compare`` across commits still match)
+_LATER_DEFAULTS: dict[str, Any] = {"threshold": None}
+
+
+def _eval_key(settings: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in settings.items() if k not in _LATER_DEFAULTS or v != _LATER_DEFAULTS[k]}
+
+
 def short_hash(obj: Any) -> str:
     return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:16]
 
@@ -67,7 +77,7 @@ class JobSpec:
             "dataset_root": self.dataset_root,
             "dataset_options": self.dataset_options,
             "train": self.train if "train" in self.stages else None,
-            "eval": self.eval if "eval" in self.stages else None,
+            "eval": _eval_key(self.eval) if "eval" in self.stages else None,
             "measure": self.measure if {"complexity", "latency"} & set(self.stages) else None,
             "stages": list(self.stages),
             "seed": self.seed,

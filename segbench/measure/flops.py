@@ -218,7 +218,7 @@ def _trace(model: nn.Module, example: torch.Tensor, include_aux: bool, num_class
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_JIT_DEPRECATION, category=FutureWarning)
         per_module = analysis.by_module_and_operator()
-    by_module_and_operator = {}
+    by_module_and_operator: dict[str, dict[str, int]] = {}
     for name, ops in per_module.items():
         own = _model_name(name)
         if own is not None:
