@@ -123,6 +123,12 @@ class EvalSettings(_Strict):
     trimap_widths: tuple[PosInt, ...] = ()
     batch_size: Int = Field(4, ge=1)
     max_samples: Int | None = Field(None, ge=1)
+    threshold: Float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="foreground probability threshold of a one-channel (sigmoid) binary model; None = 0.5",
+    )
 
     @field_validator("scales")
     @classmethod

@@ -34,6 +34,16 @@ def _jsonable(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON-serialisable")
 
 
+#: settings added after results were first recorded, with the default that means "as before": left out
+#: of the job key at that default, so adding a setting changes no recorded job's key (cached re-runs and
+#: ``segbench compare`` across commits still match)
+_LATER_DEFAULTS: dict[str, Any] = {"threshold": None}
+
+
+def _eval_key(settings: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in settings.items() if k not in _LATER_DEFAULTS or v != _LATER_DEFAULTS[k]}
+
+
 def short_hash(obj: Any) -> str:
     return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:16]
 
@@ -68,7 +78,7 @@ class JobSpec:
             "dataset_root": self.dataset_root,
             "dataset_options": self.dataset_options,
             "train": self.train if "train" in self.stages else None,
-            "eval": self.eval if "eval" in self.stages else None,
+            "eval": _eval_key(self.eval) if "eval" in self.stages else None,
             "measure": self.measure if {"complexity", "latency"} & set(self.stages) else None,
             "stages": list(self.stages),
             "seed": self.seed,
@@ -227,6 +237,9 @@ def expand(loaded: LoadedSuite, max_jobs: int | None = DEFAULT_MAX_JOBS) -> list
                         suite.stages,
                         "eval.output_stride" in overrides,
                     )
+                    if "eval" in suite.stages and evals["threshold"] is not None:
+                        at = ("variants", bi) if "eval.threshold" in overrides else ("eval", "threshold")
+                        _check_threshold(loaded, at, dref.name, evals["threshold"])
                     for seed in suite.seeds:
                         job = JobSpec(
                             suite=suite.name,
@@ -500,6 +513,19 @@ def _check_splits(
                 entry.check_split(settings["split"])
             except UserError as exc:
                 raise loaded.error((section, "split"), str(exc)) from None
+
+
+def _check_threshold(loaded: LoadedSuite, at: tuple[Any, ...], dataset: str, threshold: float) -> None:
+    """``eval.threshold`` decides foreground vs background: a dataset with other than two classes has none."""
+    from segbench.data.catalog import get_dataset_entry
+
+    classes = get_dataset_entry(dataset).num_classes
+    if classes is not None and classes != 2:
+        raise loaded.error(
+            at,
+            f"eval.threshold={threshold} is for a binary task (a one-channel sigmoid model on a "
+            f"two-class dataset), but dataset '{dataset}' has {classes} classes",
+        )
 
 
 def _suggest(name: str, choices: dict[str, Any]) -> str:

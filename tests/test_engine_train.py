@@ -293,8 +293,9 @@ def test_dataset_problems_are_user_errors() -> None:
         def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
             return super().forward(x)["out"]
 
-    with pytest.raises(UserError, match=r"returned Tensor; segbench models return a dict"):
-        train(TensorOnly(), AugmentedSet(), _settings())
+    assert math.isfinite(train(TensorOnly(), AugmentedSet(), _settings(iterations=2)).final_loss)
+    with pytest.raises(UserError, match=r"TensorOnly .* returns \d+ output channels but the dataset has 9"):
+        train(TensorOnly(), AugmentedSet(), _settings(iterations=2), num_classes=9)
 
 
 def test_worker_processes_and_deterministic_flags_are_restored() -> None:

@@ -85,6 +85,8 @@ def test_batch_norm_after_global_pooling_at_batch_one_says_what_to_do() -> None:
     assert measure_memory(model, (2, 3, 16, 16), train_step=True).peak_bytes > 0
 
 
-def test_model_must_return_the_segbench_dict() -> None:
-    with pytest.raises(UserError, match=r"return a dict \{'out': logits\}"):
-        measure_memory(nn.Conv2d(3, 2, 1), (1, 3, 8, 8), train_step=True)
+def test_a_plain_tensor_model_is_measured_and_a_wrong_class_count_is_refused() -> None:
+    stats = measure_memory(nn.Conv2d(3, 2, 1), (2, 3, 8, 8), train_step=True, num_classes=2)
+    assert stats.train_step and stats.resident_bytes > 0
+    with pytest.raises(UserError, match=r"Conv2d .* returns 2 output channels but the dataset has 5 classes"):
+        measure_memory(nn.Conv2d(3, 2, 1), (1, 3, 8, 8), num_classes=5)

@@ -5,6 +5,11 @@ the weights: a model that can run at another output stride is switched with
 ``set_output_stride`` for the evaluation and switched back afterwards, which is
 DeepLab v3+'s "train at OS 16, evaluate at OS 8" (Table 3).
 
+A one-channel (sigmoid) model on a two-class dataset is evaluated as a binary
+task: its foreground probability σ(z) gives the foreground metrics, and
+``eval.threshold`` (default 0.5) decides foreground for every metric, so a grid
+over thresholds evaluates one trained checkpoint several times.
+
 All counts accumulate on the device; the host reads them once at the end.
 """
 
@@ -23,7 +28,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from segbench.config import EvalSettings
-from segbench.engine.inference import predict_log_probs
+from segbench.engine.inference import forward_logits, predict_log_probs
 from segbench.engine.metrics import (
     ConfusionMatrix,
     ForegroundMetrics,
@@ -109,13 +114,21 @@ def _display_image(image: Tensor, size: tuple[int, int]) -> np.ndarray:
 class _Scores:
     """Every count an evaluation needs, accumulated on the device batch by batch."""
 
-    def __init__(self, num_classes: int, ignore_index: int, widths: tuple[int, ...], device: torch.device):
+    def __init__(
+        self,
+        num_classes: int,
+        ignore_index: int,
+        widths: tuple[int, ...],
+        device: torch.device,
+        threshold: float | None = None,
+    ):
         self.ignore_index = ignore_index
         self.num_classes = num_classes
         #: per evidence array, one ``[batch, ...]`` tensor of per-image counts per batch
         self.per_image: dict[str, list[Tensor]] = {}
         self.confusion = ConfusionMatrix(num_classes, ignore_index, device)
-        self.foreground = ForegroundMetrics(0.5, ignore_index, device) if num_classes == 2 else None
+        fg_threshold = 0.5 if threshold is None else threshold
+        self.foreground = ForegroundMetrics(fg_threshold, ignore_index, device) if num_classes == 2 else None
         self.bands = {w: ConfusionMatrix(num_classes, ignore_index, device) for w in widths}
         self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         self.labelled = torch.zeros((), dtype=torch.int64, device=device)
@@ -173,6 +186,17 @@ def _evaluation_size(dataset: Dataset, settings: EvalSettings) -> int:
     return count
 
 
+def _check_threshold(model: nn.Module, image: Tensor, num_classes: int, threshold: float) -> None:
+    """``eval.threshold`` is a sigmoid's decision: refuse it for a softmax model rather than ignore it."""
+    channels = forward_logits(model, image, num_classes).shape[1]
+    if channels != 1:
+        raise UserError(
+            f"eval.threshold={threshold} thresholds the foreground probability of a one-channel (sigmoid) "
+            f"binary model, but {type(model).__name__} returns {channels} channels (softmax, arg-max "
+            "decides); leave eval.threshold unset for it"
+        )
+
+
 def evaluate(
     model: nn.Module,
     dataset: Dataset,
@@ -187,12 +211,14 @@ def evaluate(
 
     Predictions are made at the image's resolution (per ``settings``: scales,
     flip, sliding window, output stride) and compared at the mask's resolution.
-    For ``num_classes == 2`` the foreground metrics at probability 0.5 are added.
+    For ``num_classes == 2`` the foreground metrics at probability 0.5 (or
+    ``settings.threshold`` for a one-channel model) are added.
     The model's train/eval mode and output stride are restored afterwards.
     """
     device = torch.device(device)
     count = _evaluation_size(dataset, settings)
-    scores = _Scores(num_classes, ignore_index, tuple(settings.trimap_widths), device)
+    threshold = settings.threshold
+    scores = _Scores(num_classes, ignore_index, tuple(settings.trimap_widths), device, threshold)
     samples: list[Sample] = []
     was_training = model.training
     model.to(device)
@@ -200,9 +226,11 @@ def evaluate(
     began = time.perf_counter()
     try:
         with output_stride(model, settings.output_stride), torch.inference_mode():
-            for images_cpu, masks_cpu in _batches(dataset, count, settings.batch_size):
+            for batch, (images_cpu, masks_cpu) in enumerate(_batches(dataset, count, settings.batch_size)):
                 images = images_cpu.to(device, non_blocking=True)
                 masks = masks_cpu.to(device, non_blocking=True).long()
+                if batch == 0 and threshold is not None:
+                    _check_threshold(model, images[:1], num_classes, threshold)
                 log_probs = predict_log_probs(
                     model,
                     images,
@@ -210,8 +238,12 @@ def evaluate(
                     scales=settings.scales,
                     flip=settings.flip,
                     sliding_window=settings.sliding_window,
+                    num_classes=num_classes,
                 )
-                pred = label_map(log_probs)
+                if threshold is None:
+                    pred = label_map(log_probs)
+                else:
+                    pred = (log_probs[:, 1].exp() >= threshold).long()
                 scores.update(log_probs, pred, masks)
                 size = (int(masks.shape[-2]), int(masks.shape[-1]))
                 for i in range(min(num_samples - len(samples), len(images))):

@@ -10,12 +10,18 @@ overlap, before the softmax.
 The average of probabilities is kept in log space (``logaddexp``), so the same
 tensor gives the prediction (argmax), the foreground probability (exp) and an
 exact validation loss (NLL) without ``log(0)`` trouble, at any number of views.
+A one-channel (sigmoid) binary model's logit ``z`` becomes the two classes'
+log-probabilities ``(log σ(-z), log σ(z))`` — exactly the softmax of ``(0, z)`` —
+so views average sigmoid probabilities as they average softmax ones, and the
+same metrics, loss and threshold apply.
+
+What the model returns is read by :func:`segbench.models.outputs.forward_heads`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -23,19 +29,19 @@ from torch import Tensor, nn
 
 from segbench.config import SlidingWindow
 from segbench.errors import UserError
+from segbench.models.outputs import forward_heads
 
 
-def forward_logits(model: nn.Module, images: Tensor) -> Tensor:
-    """``model(images)["out"]`` as float logits at the input resolution."""
-    outputs = model(images)
-    if not isinstance(outputs, Mapping) or "out" not in outputs:
-        raise UserError(
-            f"the model returned {type(outputs).__name__}; segbench models return a dict {{'out': logits}}"
-        )
-    logits = outputs["out"].float()
-    if logits.shape[-2:] != images.shape[-2:]:
-        logits = F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)
-    return logits
+def forward_logits(model: nn.Module, images: Tensor, num_classes: int | None = None) -> Tensor:
+    """The model's main logits as float at the input resolution (aux heads dropped)."""
+    return forward_heads(model, images, num_classes)[0].float()
+
+
+def class_log_probs(logits: Tensor) -> Tensor:
+    """Per-class log-probabilities: log-softmax, or for one sigmoid channel ``(log σ(-z), log σ(z))``."""
+    if logits.shape[1] == 1:
+        return torch.cat([F.logsigmoid(-logits), F.logsigmoid(logits)], dim=1)
+    return F.log_softmax(logits, dim=1)
 
 
 def _window_starts(size: int, crop: int, stride: int) -> list[int]:
@@ -52,7 +58,9 @@ def check_sliding_window(crop: int, stride: int) -> None:
         )
 
 
-def sliding_window_logits(model: nn.Module, images: Tensor, crop: int, stride: int) -> Tensor:
+def sliding_window_logits(
+    model: nn.Module, images: Tensor, crop: int, stride: int, num_classes: int | None = None
+) -> Tensor:
     """Logits of ``crop × crop`` windows ``stride`` apart, averaged where they overlap.
 
     An image smaller than ``crop`` along a side is one window along that side
@@ -66,11 +74,11 @@ def sliding_window_logits(model: nn.Module, images: Tensor, crop: int, stride: i
         for left in _window_starts(width, crop, stride)
     ]
     top, left, bottom, right = windows[0]
-    first = forward_logits(model, images[..., top:bottom, left:right])
+    first = forward_logits(model, images[..., top:bottom, left:right], num_classes)
     total = first.new_zeros((*first.shape[:2], height, width))
     count = first.new_zeros((1, 1, height, width))
     for i, (top, left, bottom, right) in enumerate(windows):
-        logits = first if i == 0 else forward_logits(model, images[..., top:bottom, left:right])
+        logits = first if i == 0 else forward_logits(model, images[..., top:bottom, left:right], num_classes)
         total[..., top:bottom, left:right] += logits
         count[..., top:bottom, left:right] += 1
     return total / count
@@ -88,8 +96,9 @@ def _view_log_probs(
     scale: float,
     mirrored: bool,
     sliding_window: SlidingWindow | None,
+    num_classes: int | None,
 ) -> Tensor:
-    """Log-softmax at ``out_size`` of one test-time view: the image at ``scale``, mirrored or not."""
+    """Class log-probabilities at ``out_size`` of one test-time view: the image at ``scale``, mirrored or not."""
     height, width = images.shape[-2:]
     size = _scaled_size(height, width, scale)
     view = (
@@ -100,14 +109,14 @@ def _view_log_probs(
     if mirrored:
         view = view.flip(-1)
     if sliding_window is not None:
-        logits = sliding_window_logits(model, view, sliding_window.crop, sliding_window.stride)
+        logits = sliding_window_logits(model, view, sliding_window.crop, sliding_window.stride, num_classes)
     else:
-        logits = forward_logits(model, view)
+        logits = forward_logits(model, view, num_classes)
     if mirrored:
         logits = logits.flip(-1)
     if logits.shape[-2:] != out_size:
         logits = F.interpolate(logits, size=out_size, mode="bilinear", align_corners=False)
-    return F.log_softmax(logits, dim=1)
+    return class_log_probs(logits)
 
 
 def predict_log_probs(
@@ -118,18 +127,20 @@ def predict_log_probs(
     scales: Sequence[float] = (1.0,),
     flip: bool = False,
     sliding_window: SlidingWindow | None = None,
+    num_classes: int | None = None,
 ) -> Tensor:
-    """Log of the softmax probabilities averaged over every scale (and mirror) view, ``[N, C, *out_size]``.
+    """Log of the class probabilities averaged over every scale (and mirror) view, ``[N, C, *out_size]``.
 
-    Call it under ``torch.inference_mode()`` with the model in eval mode.
+    ``C`` is 2 for a one-channel (sigmoid) model. ``num_classes`` (the
+    dataset's) is checked against the model's output. Call it under ``torch.inference_mode()`` with the model in eval mode.
     """
     if not scales:
         raise UserError("eval.scales: give at least one scale")
     size = (int(out_size[0]), int(out_size[1]))
     views = [(scale, mirrored) for scale in scales for mirrored in ((False, True) if flip else (False,))]
-    log_sum = _view_log_probs(model, images, size, *views[0], sliding_window)
+    log_sum = _view_log_probs(model, images, size, *views[0], sliding_window, num_classes)
     for scale, mirrored in views[1:]:
         log_sum = torch.logaddexp(
-            log_sum, _view_log_probs(model, images, size, scale, mirrored, sliding_window)
+            log_sum, _view_log_probs(model, images, size, scale, mirrored, sliding_window, num_classes)
         )
     return log_sum - math.log(len(views)) if len(views) > 1 else log_sum

@@ -3,7 +3,8 @@
 SGD with momentum and weight decay, the "poly" learning rate with optional
 warm-up (:mod:`~segbench.engine.schedule`), pixel-wise cross-entropy with
 ``ignore_index`` plus ``aux_weight`` × the auxiliary head's loss
-(:mod:`~segbench.engine.loss`), optional AMP and channels_last on CUDA.
+(:mod:`~segbench.engine.loss`) on the heads :func:`~segbench.models.outputs.forward_heads`
+reads from whatever the model returns, optional AMP and channels_last on CUDA.
 
 The loop never waits for the device per iteration: losses stay on the device
 and are read every ``log_every`` iterations (and before each checkpoint), which
@@ -51,6 +52,7 @@ from segbench.engine.reproducibility import (
 )
 from segbench.engine.schedule import poly_lr
 from segbench.errors import UserError
+from segbench.models.outputs import forward_heads
 
 ProgressCallback = Callable[[int, int, float], None]
 
@@ -151,8 +153,16 @@ def _amp_dtype(settings: TrainSettings, device: torch.device) -> torch.dtype | N
 class _Trainer:
     """Model, optimizer and grad scaler of one run, its step, and its checkpointable state."""
 
-    def __init__(self, model: nn.Module, settings: TrainSettings, device: torch.device, ignore_index: int):
+    def __init__(
+        self,
+        model: nn.Module,
+        settings: TrainSettings,
+        device: torch.device,
+        ignore_index: int,
+        num_classes: int | None,
+    ):
         self.model = model
+        self.num_classes = num_classes
         self.settings = settings
         self.device = device
         self.ignore_index = ignore_index
@@ -187,7 +197,8 @@ class _Trainer:
             images = images.contiguous(memory_format=torch.channels_last)
         masks = masks.to(self.device, non_blocking=True).long()
         with self._autocast():
-            loss = segmentation_loss(self.model(images), masks, self.settings.aux_weight, self.ignore_index)
+            heads = forward_heads(self.model, images, self.num_classes)
+            loss = segmentation_loss(heads, masks, self.settings.aux_weight, self.ignore_index)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
@@ -239,6 +250,7 @@ def train(
     seed: int = 0,
     checkpoint_path: Path | None = None,
     ignore_index: int = 255,
+    num_classes: int | None = None,
     on_progress: ProgressCallback | None = None,
     log_every: int | None = None,
 ) -> TrainResult:
@@ -249,6 +261,7 @@ def train(
     is resumed; one that already reached ``settings.iterations`` only loads the
     weights (no step runs). ``on_progress(iteration, total, loss)`` is called every
     ``log_every`` iterations (default :func:`default_log_every`) and at the end.
+    ``num_classes`` (the dataset's) is checked against the model's output channels.
     """
     device = torch.device(device)
     _amp_dtype(settings, device)  # a bad AMP choice fails before anything is loaded
@@ -272,7 +285,7 @@ def train(
             if start >= total:
                 return progress.result(settings, resumed_from=start)
 
-        trainer = _Trainer(model, settings, device, ignore_index)
+        trainer = _Trainer(model, settings, device, ignore_index, num_classes)
         if state is not None:
             trainer.restore(state)
         loader = training_loader(

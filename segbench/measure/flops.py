@@ -12,6 +12,15 @@ often they ran. fvcore's deliberately free operators (shape ops, ``relu``,
 The aux head is counted only when asked (``include_aux``), for both kinds of
 models, by tracing the network in the mode where it runs — or with it removed
 (see :mod:`segbench.measure.aux`); the model comes back unchanged.
+
+The trace runs through the model-output adapter
+(:func:`segbench.models.outputs.model_heads`): fvcore's jit trace needs tensor
+outputs, so the traced module returns the adapted main logits (and, with
+``include_aux``, the aux heads). What a model returns but no head uses (smp's
+classification labels, an aux head of a third-party model without
+``aux_classifier`` while aux is not counted) is dead code in that trace and is
+not counted; logits resized to the input add their upsampling to
+``fvcore_total`` as segbench's own models' in-forward upsampling does.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ from segbench.measure.device import model_device, preserved_rng, resolve_device
 from segbench.measure.params import AUX_HEAD, aux_head
 from segbench.measure.prepare import example_input
 from segbench.measure.shapes import InputShape, validate_input_shape
+from segbench.models.outputs import forward_heads
 
 #: fvcore calls torch.jit (script at import, trace per count), which newer torch marks deprecated.
 _JIT_DEPRECATION = r".*torch\.jit.*deprecated"
@@ -90,6 +100,7 @@ def count_flops(
     include_aux: bool = False,
     device: str = "cpu",
     module_depth: int = 2,
+    num_classes: int | None = None,
 ) -> FlopCount:
     """Count the FLOPs of ``model`` on one input of ``input_shape`` = (N, C, H, W).
 
@@ -97,7 +108,8 @@ def count_flops(
     runs it in eval (torchvision) or only in training (segbench); otherwise the
     aux head is excluded for both. ``device`` is where the trace runs; the
     model must already be there. Global RNG state, the model's modes, buffers
-    and attributes are unchanged afterwards.
+    and attributes are unchanged afterwards. ``num_classes`` (the dataset's)
+    is checked against the model's output channels.
     """
     shape = validate_input_shape(input_shape)
     dev = resolve_device(device)
@@ -114,11 +126,11 @@ def count_flops(
         model.eval()
         dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
         example = example_input(shape, dev, dtype=dtype)
-        trace = _trace(model, example)
+        trace = _trace(model, example, include_aux, num_classes)
         aux_ran = head is not None and AUX_HEAD not in trace.uncalled
         if head is not None and include_aux and not aux_ran:
             with aux_training_mode(model):
-                trace = _trace(model, example)
+                trace = _trace(model, example, include_aux, num_classes)
             aux_ran = AUX_HEAD not in trace.uncalled
             if not aux_ran:
                 raise UserError(
@@ -127,7 +139,7 @@ def count_flops(
                 )
         elif head is not None and not include_aux and aux_ran:
             with without_aux_head(model):
-                trace = _trace(model, example)
+                trace = _trace(model, example, include_aux, num_classes)
             aux_ran = False
     return _flop_count(trace, shape, include_aux=include_aux, aux_counted=aux_ran, depth=module_depth)
 
@@ -140,6 +152,7 @@ def count_inference_flops(
     *,
     include_aux: bool = False,
     device: str = "cpu",
+    num_classes: int | None = None,
 ) -> int:
     """Multiply-adds (``macs``) of a whole multi-scale (+ flip) evaluation of one ``input_shape`` batch.
 
@@ -157,7 +170,9 @@ def count_inference_flops(
     for scale in scales:
         size = scaled_size(h, w, scale)
         if size not in per_size:
-            per_size[size] = count_flops(model, (n, c, *size), include_aux=include_aux, device=device).macs
+            per_size[size] = count_flops(
+                model, (n, c, *size), include_aux=include_aux, device=device, num_classes=num_classes
+            ).macs
         total += per_size[size] * (2 if flip else 1)
     return total
 
@@ -171,8 +186,31 @@ def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
 _EVAL_DROPOUT_OPS = ("aten::feature_dropout", "aten::alpha_dropout", "aten::feature_alpha_dropout")
 
 
-def _trace(model: nn.Module, example: torch.Tensor) -> _Trace:
-    analysis = FlopCountAnalysis(model, (example,))
+class _Adapted(nn.Module):
+    """``model`` as a tracer sees it: a tuple of tensors (main logits, with ``include_aux`` the aux heads).
+
+    The model is this module's only child, ``model``; :func:`_trace` strips that
+    prefix again, so module names are the model's own.
+    """
+
+    def __init__(self, model: nn.Module, include_aux: bool, num_classes: int | None) -> None:
+        super().__init__()
+        self.model = model
+        self.include_aux = include_aux
+        self.num_classes = num_classes
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        heads = forward_heads(self.model, images, self.num_classes)
+        return heads if self.include_aux else heads[:1]
+
+
+def _model_name(name: str) -> str | None:
+    """A module name under :class:`_Adapted` as the model's own; "" stays the whole, its child "model" is None."""
+    return None if name == "model" else name.removeprefix("model.")
+
+
+def _trace(model: nn.Module, example: torch.Tensor, include_aux: bool, num_classes: int | None) -> _Trace:
+    analysis = FlopCountAnalysis(_Adapted(model, include_aux, num_classes), (example,))
     # Dropout layers are traced in eval mode (see aux.py), where they are the identity: free,
     # like fvcore's own ignored ``aten::dropout``, not "uncounted".
     analysis.set_op_handle(**dict.fromkeys(_EVAL_DROPOUT_OPS))
@@ -180,12 +218,15 @@ def _trace(model: nn.Module, example: torch.Tensor) -> _Trace:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_JIT_DEPRECATION, category=FutureWarning)
         per_module = analysis.by_module_and_operator()
+    by_module_and_operator: dict[str, dict[str, int]] = {}
+    for name, ops in per_module.items():
+        own = _model_name(name)
+        if own is not None:
+            by_module_and_operator[own] = {op: int(round(count)) for op, count in ops.items()}
     return _Trace(
-        by_module_and_operator={
-            name: {op: int(round(count)) for op, count in ops.items()} for name, ops in per_module.items()
-        },
+        by_module_and_operator=by_module_and_operator,
         unsupported=dict(analysis.unsupported_ops()),
-        uncalled=frozenset(analysis.uncalled_modules()),
+        uncalled=frozenset(n for n in map(_model_name, analysis.uncalled_modules()) if n),
     )
 
 

@@ -30,6 +30,7 @@ from segbench.measure.prepare import example_input, prepared_model
 from segbench.measure.shapes import validate_input_shape
 from segbench.measure.stats import coefficient_of_variation, summarize
 from segbench.measure.timing import make_timer, warm_up
+from segbench.models.outputs import model_heads
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ def measure_latency(
     compile: bool | str = False,
     threads: int | None = None,
     cv_target: float = 0.10,
+    num_classes: int | None = None,
 ) -> LatencyStats:
     """Time ``model`` on a batch of ``input_shape`` = (N, C, H, W) under ``torch.inference_mode()``.
 
@@ -91,7 +93,11 @@ def measure_latency(
     and input (on a private copy of the model); ``compile`` wraps it in
     ``torch.compile`` (True: the default inductor backend, or a backend name),
     whose compilation happens during warm-up. ``threads`` sets the intra-op
-    CPU thread count for the measurement.
+    CPU thread count for the measurement. A timed call includes reading the
+    model's output (:func:`~segbench.models.outputs.model_heads`): logits a
+    model returns at a lower resolution are resized to the input inside the
+    timing, as segbench's own models upsample inside their forward.
+    ``num_classes`` (the dataset's) is checked against the output channels.
     """
     shape = validate_input_shape(input_shape)
     _check_counts(warmup=warmup, iters=iters, min_iters=min_iters, cv_target=cv_target)
@@ -111,8 +117,11 @@ def measure_latency(
         batch = example_input(shape, dev, dtype=dtype, channels_last=channels_last)
         timer, timer_name = make_timer(dev)
 
+        def forward() -> tuple[torch.Tensor, ...]:
+            return model_heads(runner(batch), batch.shape[-2:], num_classes, model=net)
+
         def timed_call() -> float:
-            return timer(lambda: runner(batch))
+            return timer(forward)
 
         warm = warm_up(timed_call, warmup)
         samples: list[float] = []

@@ -29,19 +29,20 @@ import ctypes
 import ctypes.util
 import gc
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from segbench.engine.loss import segmentation_loss
 from segbench.errors import UserError
 from segbench.measure.device import cudnn_benchmark, on_device, preserved_rng, resolve_device
 from segbench.measure.prepare import example_input, prepared_model
 from segbench.measure.shapes import validate_input_shape
+from segbench.models.outputs import forward_heads
 
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
@@ -67,14 +68,21 @@ class MemoryStats:
 
 
 def measure_memory(
-    model: nn.Module, input_shape: Sequence[int], device: str = "cpu", *, train_step: bool = False
+    model: nn.Module,
+    input_shape: Sequence[int],
+    device: str = "cpu",
+    *,
+    train_step: bool = False,
+    num_classes: int | None = None,
 ) -> MemoryStats:
     """Peak memory of one forward pass (inference) or one SGD training step of a batch of ``input_shape``.
 
     Inference runs in eval mode under ``torch.inference_mode()``. A training
-    step (forward in train mode, cross-entropy on every output, backward, SGD
-    with momentum as the train loop uses) runs on a private copy, so the
-    model's weights and BatchNorm statistics are untouched.
+    step (forward in train mode, the training loss on every head the
+    model-output adapter reads, backward, SGD with momentum as the train loop
+    uses) runs on a private copy, so the model's weights and BatchNorm
+    statistics are untouched. ``num_classes`` (the dataset's) is checked
+    against the model's output channels.
     """
     shape = validate_input_shape(input_shape)
     dev = resolve_device(device)
@@ -87,7 +95,11 @@ def measure_memory(
         prepared_model(model, dev, private_copy=train_step) as net,
     ):
         batch = example_input(shape, dev)
-        step, optimizer = _training_step(net, batch) if train_step else (_inference_step(net, batch), None)
+        step, optimizer = (
+            _training_step(net, batch, num_classes)
+            if train_step
+            else (_inference_step(net, batch, num_classes), None)
+        )
         step()  # unmeasured: one-time initialisation, optimizer state
         resident = _tensor_bytes(net, batch, optimizer)
         if dev.type == "cuda":
@@ -107,23 +119,27 @@ def measure_memory(
     )
 
 
-def _inference_step(net: nn.Module, batch: torch.Tensor) -> Callable[[], None]:
+def _inference_step(net: nn.Module, batch: torch.Tensor, num_classes: int | None) -> Callable[[], None]:
     net.eval()
 
     def step() -> None:
         with torch.inference_mode():
-            net(batch)
+            forward_heads(net, batch, num_classes)
 
     return step
 
 
-def _training_step(net: nn.Module, batch: torch.Tensor) -> tuple[Callable[[], None], torch.optim.Optimizer]:
+def _training_step(
+    net: nn.Module, batch: torch.Tensor, num_classes: int | None
+) -> tuple[Callable[[], None], torch.optim.Optimizer]:
     net.train()
     optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    # The loss value is irrelevant; its graph (softmax or sigmoid per pixel) is what training allocates.
+    target = torch.zeros((batch.shape[0], *batch.shape[2:]), dtype=torch.long, device=batch.device)
 
     def step() -> None:
         try:
-            outputs = net(batch)
+            heads = forward_heads(net, batch, num_classes)
         except ValueError as exc:
             if "Expected more than 1 value per channel" not in str(exc):
                 raise
@@ -131,26 +147,12 @@ def _training_step(net: nn.Module, batch: torch.Tensor) -> tuple[Callable[[], No
                 f"measure_memory(train_step=True): {type(net).__name__} cannot take a training step at "
                 f"batch size {batch.shape[0]}: {exc}. Measure the training step at batch size ≥ 2."
             ) from exc
-        loss = sum(_segmentation_loss(logits) for logits in _logits(outputs))
+        loss = segmentation_loss(heads, target, aux_weight=1.0, ignore_index=255)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
     return step, optimizer
-
-
-def _logits(outputs: Any) -> list[torch.Tensor]:
-    if not isinstance(outputs, Mapping) or "out" not in outputs:
-        raise UserError(
-            f"the model returned {type(outputs).__name__}; segbench models return a dict {{'out': logits}}"
-        )
-    return [value for value in outputs.values() if isinstance(value, torch.Tensor)]
-
-
-def _segmentation_loss(logits: torch.Tensor) -> torch.Tensor:
-    # The loss value is irrelevant; its graph (softmax over classes per pixel) is what training allocates.
-    target = torch.zeros((logits.shape[0], *logits.shape[2:]), dtype=torch.long, device=logits.device)
-    return F.cross_entropy(logits.float(), target)
 
 
 def _tensor_bytes(net: nn.Module, batch: torch.Tensor, optimizer: torch.optim.Optimizer | None) -> int:

@@ -135,7 +135,7 @@ def _complexity(
     shape = _input_shape(spec, batch=1)
     ev = spec.eval
     with _eval_output_stride(model, ev.get("output_stride")):
-        flops = count_flops(model, shape, include_aux=include_aux)
+        flops = count_flops(model, shape, include_aux=include_aux, num_classes=num_classes)
         extra = {
             "input_shape": list(shape),
             "convention": "fvcore: one fused multiply-add = one FLOP (conv + matmul)",
@@ -152,7 +152,9 @@ def _complexity(
             extra={"by_operator": flops.by_operator, "input_shape": list(shape)},
         )
         if tuple(ev["scales"]) != (1.0,) or ev["flip"]:
-            total = count_inference_flops(model, shape, scales=ev["scales"], flip=ev["flip"])
+            total = count_inference_flops(
+                model, shape, scales=ev["scales"], flip=ev["flip"], num_classes=num_classes
+            )
             result.add(
                 "macs_inference",
                 total,
@@ -175,7 +177,7 @@ def _latency(
     shape = _input_shape(spec)
     timing = {key: m[key] for key in _TIMING_SETTINGS}
     with ctx.exclusive(), _eval_output_stride(model, spec.eval.get("output_stride")):
-        stats = measure_latency(model, shape, device=ctx.device, **timing)
+        stats = measure_latency(model, shape, device=ctx.device, num_classes=num_classes, **timing)
         info = stats.to_dict()
         samples = info.pop("samples_ms")
         result.add("latency_ms", stats.median_ms, "ms", "latency", samples=samples, extra=info)
@@ -184,7 +186,11 @@ def _latency(
         result.add("throughput_ips", stats.throughput_ips, "img/s", "latency")
         if m["throughput_batch"]:
             tp = measure_latency(
-                model, _input_shape(spec, m["throughput_batch"]), device=ctx.device, **timing
+                model,
+                _input_shape(spec, m["throughput_batch"]),
+                device=ctx.device,
+                num_classes=num_classes,
+                **timing,
             )
             result.add(
                 "throughput_batch_ips",
@@ -194,12 +200,14 @@ def _latency(
                 extra={"batch_size": m["throughput_batch"]},
             )
         if m["memory"]:
-            mem = measure_memory(model, shape, device=ctx.device)
+            mem = measure_memory(model, shape, device=ctx.device, num_classes=num_classes)
             result.add("peak_memory_bytes", mem.peak_bytes, "B", "latency", extra=mem.to_dict())
             # A training step at batch 1 is undefined for BatchNorm after global pooling
             # (ASPP image pooling, PSPNet's bin 1): measure it at batch 2 at least.
             train_shape = (max(2, shape[0]), *shape[1:])
-            train_mem = measure_memory(model, train_shape, device=ctx.device, train_step=True)
+            train_mem = measure_memory(
+                model, train_shape, device=ctx.device, train_step=True, num_classes=num_classes
+            )
             result.add(
                 "train_peak_memory_bytes",
                 train_mem.peak_bytes,
@@ -242,6 +250,7 @@ def _train(
             device=ctx.device,
             seed=spec.seed,
             checkpoint_path=ckpt,
+            num_classes=num_classes,
             on_progress=progress,
         )
     result.add("train_loss_final", out.final_loss, "loss", "train")
