@@ -149,12 +149,12 @@ def test_a_threshold_on_a_multi_class_dataset_is_refused_at_load_time(tmp_path: 
     assert "'diagnostic' has 7 classes" in out.stderr
 
 
-def test_the_threshold_keys_only_the_jobs_that_set_it() -> None:
+def test_the_threshold_keys_only_the_jobs_that_set_it(tmp_path: Path) -> None:
     from segbench.config import parse_suite
     from segbench.suite import expand
 
     plain = expand(parse_suite(THIRD_PARTY))[0]
     assert plain.eval["threshold"] is None and "threshold" not in plain.experiment()["eval"]
-    graded = expand(parse_suite(BINARY.format(root="/nowhere")))
+    graded = expand(parse_suite(BINARY.format(root=tmp_path)))
     assert len({job.job_key for job in graded}) == 3 and len({job.train_key for job in graded}) == 1
     assert [job.experiment()["eval"]["threshold"] for job in graded] == [0.3, 0.5, 0.7]
