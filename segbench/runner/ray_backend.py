@@ -16,6 +16,15 @@ after); with one (``auto``, ``ray://head:10001``) the run joins that cluster,
 whose nodes must have segbench and the suite's model code installed. Tasks are
 not retried: a task whose worker dies reports its job as lost, and
 ``segbench run --rerun failed`` runs it again.
+
+Stopping: an interrupted run cancels its tasks gently first (``ray.cancel``
+raises KeyboardInterrupt in the task, whose training saves its checkpoint), waits
+up to :data:`~segbench.runner.scheduler.STOP_GRACE_SECONDS`, then force-cancels
+what is left. A driver killed outright takes its local Ray instance with it: Ray
+ties the processes ``ray.init`` starts to the driver's life (``PR_SET_PDEATHSIG``
+on Linux, a reaper process elsewhere), and the raylet's workers die with the
+raylet. Tasks on a cluster the run only joined are the driver's own tasks, which
+Ray cancels when their owner (the driver) dies.
 """
 
 from __future__ import annotations
@@ -33,8 +42,17 @@ from pathlib import Path
 from typing import Any
 
 from segbench.errors import UserError
+from segbench.runner.pipeline import StopRequest
 from segbench.runner.results import JobResult
-from segbench.runner.scheduler import Event, lost_events, threads_override, usable_cores, worker_context
+from segbench.runner.scheduler import (
+    STOP_GRACE_SECONDS,
+    Event,
+    check_workers,
+    lost_events,
+    threads_override,
+    usable_cores,
+    worker_context,
+)
 from segbench.store.recorder import PlannedJob
 
 
@@ -57,12 +75,17 @@ def _import_ray() -> Any:
 def _run_task(
     task: list[tuple[int, Any]], slot: RaySlot, checkpoint_dir: str, sys_path: list[str]
 ) -> Iterator[Event]:
-    """Runs on a Ray worker: the jobs of one task in order, yielding their events as they happen."""
+    """Runs on a Ray worker: the jobs of one task in order, yielding their events as they happen.
+
+    ``ray.cancel`` (an interrupted run) raises KeyboardInterrupt here: the job's
+    training is told to save its checkpoint and stop, and the task ends when it has.
+    """
     # The driver's import path, as a spawned local worker gets it, so that import-path
     # models (``mymodels:tiny``) resolve the same way on a worker of this machine.
     sys.path[:0] = [p for p in sys_path if p not in sys.path and os.path.isdir(p)]
     device = "cuda" if slot.gpu else "cpu"
-    ctx = worker_context(device, slot.threads, checkpoint_dir)
+    stop = StopRequest()
+    ctx = worker_context(device, slot.threads, checkpoint_dir, stop)
     where = f"{device}@{socket.gethostname()}"
     # run_job reports its stages through a callback; running it in a thread lets them
     # stream out of this generator while the job runs, instead of all at its end.
@@ -73,10 +96,24 @@ def _run_task(
             target=_run_one, args=(spec, job_id, ctx, where, events), name=f"segbench-job-{job_id}"
         )
         thread.start()
-        while (event := events.get()).kind != "result":
-            yield event
+        try:
+            while (event := _next_event(events)).kind != "result":
+                yield event
+        except KeyboardInterrupt:
+            stop.set()
+            thread.join()  # bounded by the driver: it kills this worker after its grace period
+            raise
         thread.join()
         yield event
+
+
+def _next_event(events: queue.SimpleQueue[Event]) -> Event:
+    """The job's next event, waking up regularly so that a cancellation is taken at once."""
+    while True:
+        try:
+            return events.get(timeout=0.5)
+        except queue.Empty:
+            continue
 
 
 def _run_one(spec: Any, job_id: int, ctx: Any, where: str, events: queue.SimpleQueue[Event]) -> None:
@@ -87,6 +124,8 @@ def _run_one(spec: Any, job_id: int, ctx: Any, where: str, events: queue.SimpleQ
 
     try:
         result = run_job(spec, ctx, report)
+    except KeyboardInterrupt:  # stopped for a cancelled task, its checkpoint saved: no result
+        return
     except BaseException as exc:  # run_job records a job's own failures; this is the worker's
         result = JobResult(
             job_key=spec.job_key,
@@ -100,9 +139,11 @@ def _run_one(spec: Any, job_id: int, ctx: Any, where: str, events: queue.SimpleQ
 
 
 def _signal_handlers() -> dict[signal.Signals, Any]:
+    from segbench.runner.run import STOP_SIGNALS
+
     if threading.current_thread() is not threading.main_thread():
         return {}  # only the main thread may set them, and only there are they delivered
-    return {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    return {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
 
 
 class RayBackend:
@@ -114,6 +155,7 @@ class RayBackend:
                 f"--devices {devices}: with --backend ray, Ray places the jobs; use auto (GPUs when the "
                 "cluster has them) or cpu"
             )
+        check_workers(workers)
         self.ray = _import_ray()
         self.address = address
         self.devices = devices
@@ -179,11 +221,24 @@ class RayBackend:
                 generators[remote.remote(payload, slot, checkpoints, import_path)] = index
             self._follow(generators, tasks, on_event)
         finally:
-            for gen in generators:
-                ray.cancel(gen, force=True)
-            if self._owned:
-                ray.shutdown()
-                self._owned = False
+            interrupted = isinstance(sys.exc_info()[1], KeyboardInterrupt)
+            try:
+                if generators and interrupted:
+                    # As the local pool: a running training saves its checkpoint, within the grace
+                    # period (another Ctrl-C cuts it short); the force below ends what is left.
+                    for gen in generators:
+                        ray.cancel(gen, force=False)
+                    ray.wait(
+                        [gen.completed() for gen in generators],
+                        num_returns=len(generators),
+                        timeout=STOP_GRACE_SECONDS,
+                    )
+            finally:
+                for gen in generators:
+                    ray.cancel(gen, force=True)
+                if self._owned:
+                    ray.shutdown()
+                    self._owned = False
 
     def _follow(
         self, generators: dict[Any, int], tasks: list[list[PlannedJob]], on_event: Callable[[Event], None]
