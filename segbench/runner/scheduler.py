@@ -341,7 +341,10 @@ class LocalBackend:
                 target=_worker_main,
                 args=(slot, task_q, event_q, str(checkpoint_dir), os.getpid()),
                 name=f"segbench-worker-{slot.index}",
-                daemon=True,
+                # Not daemonic: a daemonic process may not start children, and training with
+                # train.num_workers > 0 starts DataLoader workers. What ends a worker whose
+                # driver is gone is its lifeline (runner/lifeline.py), not multiprocessing's atexit.
+                daemon=False,
             )
             proc.start()
         finally:
