@@ -10,6 +10,7 @@ the very numbers of an uninterrupted run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -111,10 +112,8 @@ def cleanup() -> Iterator[list[int]]:
     yield pids
     for pid in pids:
         for kill in (os.killpg, os.kill):
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
 
 
 def _wait_for(what: str, ok: Callable[[], bool], proc: subprocess.Popen[bytes], workspace: Path) -> None:
@@ -161,7 +160,7 @@ def _numbers(db: Path) -> dict[str, object]:
         run = conn.execute("select max(id) from runs").fetchone()[0]
         job = conn.execute("select id from jobs where run_id = ? and status = 'done'", (run,)).fetchone()[0]
         rows = conn.execute("select name, value, samples from metrics where job_id = ?", (job,)).fetchall()
-        curves = conn.execute("select name, steps, \"values\" from series where job_id = ?", (job,)).fetchall()
+        curves = conn.execute('select name, steps, "values" from series where job_id = ?', (job,)).fetchall()
     numbers: dict[str, object] = {n: (v, s) for n, v, s in rows if n not in TIMINGS}
     numbers.update({f"series:{n}": (s, v) for n, s, v in curves})
     return numbers
