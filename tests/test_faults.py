@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pty
+import select
 import signal
 import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -81,16 +84,20 @@ def _write_suite(workspace: Path, text: str, checkpoint_every: int = 0) -> Path:
     return trace
 
 
-def _start(workspace: Path, *args: str) -> subprocess.Popen[bytes]:
-    with open(workspace / "out.log", "wb") as out:
-        return subprocess.Popen(
+def _start(workspace: Path, *args: str, terminal: Terminal | None = None) -> subprocess.Popen[bytes]:
+    with open(workspace / "out.log", "ab") as log:
+        out = terminal.slave if terminal is not None else log
+        proc = subprocess.Popen(
             [sys.executable, "-m", "segbench", "run", "suite.yaml", "--devices", "cpu", *args],
             cwd=workspace,
             env=ENV,
             stdout=out,
-            stderr=subprocess.STDOUT,
+            stderr=out,
             start_new_session=True,  # its own group: what the test leaves behind can be found and killed
         )
+    if terminal is not None:
+        os.close(terminal.slave)
+    return proc
 
 
 def _run(workspace: Path) -> None:
@@ -103,6 +110,31 @@ def _run(workspace: Path) -> None:
         timeout=300,
     )
     assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
+
+
+class Terminal:
+    """A pseudo-terminal for the driver's output, copied to ``out.log``, that can be hung up."""
+
+    def __init__(self, log: Path) -> None:
+        self.master, self.slave = pty.openpty()
+        self._hang_up = threading.Event()
+        self._copier = threading.Thread(target=self._copy, args=(log,), daemon=True)
+        self._copier.start()
+
+    def _copy(self, log: Path) -> None:
+        with open(log, "wb") as out:
+            while not self._hang_up.is_set():
+                if select.select([self.master], [], [], 0.1)[0]:
+                    try:
+                        out.write(os.read(self.master, 65536))
+                    except OSError:  # the driver's side is closed
+                        break
+        os.close(self.master)
+
+    def hang_up(self) -> None:
+        """Close the terminal, as a dropped ssh session does: every write to it fails from now on."""
+        self._hang_up.set()
+        self._copier.join(timeout=10)
 
 
 @pytest.fixture()
@@ -222,11 +254,13 @@ def test_sighup_saves_the_training_where_it_is_and_the_resume_continues_it(
 ) -> None:
     # No periodic checkpoint: whatever checkpoint exists afterwards, the interrupt wrote.
     trace = _write_suite(tmp_path, TRAIN_SUITE, checkpoint_every=0)
-    proc = _start(tmp_path)
+    terminal = Terminal(tmp_path / "out.log")
+    proc = _start(tmp_path, terminal=terminal)
     cleanup.append(proc.pid)
     _wait_for("20 training steps", lambda: _count(trace, "t") >= 20, proc, tmp_path)
     cleanup += _descendants(proc.pid)
     steps_before = _count(trace, "t")
+    terminal.hang_up()  # the progress view's next write would fail with EIO
     proc.send_signal(signal.SIGHUP)
     assert proc.wait(timeout=120) == 130, (tmp_path / "out.log").read_text()
     saved, stepped = _checkpoint_iteration(tmp_path), _count(trace, "t")
