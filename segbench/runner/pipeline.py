@@ -58,6 +58,11 @@ class StopRequest:
     def is_set(self) -> bool:
         return self._event.is_set()
 
+    @property
+    def deferring(self) -> bool:
+        """Inside :meth:`deferred`: the request is taken at the next training step."""
+        return self._deferred > 0
+
     @contextmanager
     def deferred(self) -> Iterator[None]:
         """A section that ends itself cleanly when :meth:`is_set`; raises on leaving if it did not."""

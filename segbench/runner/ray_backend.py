@@ -93,18 +93,36 @@ def _run_task(
     for job_id, spec in task:
         yield Event("start", 0, job_id, detail=spec.label, device=where)
         thread = threading.Thread(
-            target=_run_one, args=(spec, job_id, ctx, where, events), name=f"segbench-job-{job_id}"
+            target=_run_one,
+            args=(spec, job_id, ctx, where, events),
+            name=f"segbench-job-{job_id}",
+            daemon=True,  # Ray stopping this worker (sys.exit on SIGTERM) must not wait for the job
         )
         thread.start()
+        finished = False
         try:
             while (event := _next_event(events)).kind != "result":
                 yield event
-        except KeyboardInterrupt:
-            stop.set()
-            thread.join()  # bounded by the driver: it kills this worker after its grace period
-            raise
+            finished = True
+        finally:
+            if not finished:  # cancelled: KeyboardInterrupt here, or the generator closed at a yield
+                _abandon(thread, stop)
         thread.join()
         yield event
+
+
+def _abandon(thread: threading.Thread, stop: StopRequest) -> None:
+    """End the job of a cancelled task: training saves its checkpoint first, anything else ends now.
+
+    Waiting for training is bounded by the driver, which force-cancels (kills this
+    worker) after its grace period. A stage with nothing to save (latency,
+    evaluation) cannot be stopped from another thread, and left alone it would go
+    on in a worker Ray reuses: the worker process ends, as a forced cancel would end it.
+    """
+    stop.set()
+    thread.join(timeout=None if stop.deferring else 1.0)  # (a moment for a job that is just ending)
+    if thread.is_alive():
+        os._exit(1)
 
 
 def _next_event(events: queue.SimpleQueue[Event]) -> Event:
