@@ -90,14 +90,3 @@ def children(pid: int) -> list[int]:
         except OSError:
             continue
     return found
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (children, their children, …), from ``/proc``."""
-    found: list[int] = []
-    todo = children(pid)
-    while todo:
-        child = todo.pop()
-        found.append(child)
-        todo += children(child)
-    return found

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from segbench.errors import UserError
-from segbench.runner.pipeline import StopRequest
+from segbench.runner.pipeline import StopRequest, run_job
 from segbench.runner.results import JobResult
 from segbench.runner.scheduler import (
     STOP_GRACE_SECONDS,
@@ -135,8 +135,6 @@ def _next_event(events: queue.SimpleQueue[Event]) -> Event:
 
 
 def _run_one(spec: Any, job_id: int, ctx: Any, where: str, events: queue.SimpleQueue[Event]) -> None:
-    from segbench.runner.pipeline import run_job
-
     def report(stage: str, detail: str) -> None:
         events.put(Event("stage", 0, job_id, stage=stage, detail=detail))
 

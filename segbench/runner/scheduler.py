@@ -25,18 +25,14 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from segbench.errors import UserError
 from segbench.runner.lifeline import die_with_parent
 from segbench.runner.node_lock import NodeDeviceLock
-from segbench.runner.pipeline import StopRequest
+from segbench.runner.pipeline import JobContext, StopRequest, run_job
 from segbench.runner.results import JobResult
 from segbench.store.recorder import PlannedJob
-
-if TYPE_CHECKING:
-    from segbench.runner.pipeline import JobContext
-
 
 #: how long an interrupted run waits for its workers to save their checkpoints before killing them
 STOP_GRACE_SECONDS = 30.0
@@ -189,8 +185,6 @@ def worker_context(
     """
     import torch
 
-    from segbench.runner.pipeline import JobContext
-
     torch.set_num_threads(threads)
     lock = NodeDeviceLock("cpu") if device == "cpu" else None
     return JobContext(
@@ -212,8 +206,6 @@ def _worker_main(slot: WorkerSlot, tasks: Any, events: Any, checkpoint_dir: str,
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     stop = StopRequest()
     stop.install()
-    from segbench.runner.pipeline import run_job
-
     ctx = worker_context(slot.device, slot.threads, checkpoint_dir, stop)
     job_id: int | None = None
     try:
