@@ -23,8 +23,9 @@ up to :data:`~segbench.runner.scheduler.STOP_GRACE_SECONDS`, then force-cancels
 what is left. A driver killed outright takes its local Ray instance with it: Ray
 ties the processes ``ray.init`` starts to the driver's life (``PR_SET_PDEATHSIG``
 on Linux, a reaper process elsewhere), and the raylet's workers die with the
-raylet. Tasks on a cluster the run only joined are the driver's own tasks, which
-Ray cancels when their owner (the driver) dies.
+raylet (tested in ``tests/test_faults.py``). Tasks on a cluster the run only
+joined are owned by the driver, and Ray fails a dead owner's tasks and frees
+their workers (its ownership model; not tested here).
 """
 
 from __future__ import annotations
