@@ -64,7 +64,8 @@ def run(
     db: DbOption = None,
     devices: Annotated[str, typer.Option(help="auto | cpu | GPU indices like 0,1")] = "auto",
     workers: Annotated[
-        int | None, typer.Option(help="CPU workers (they split the cores); one per GPU")
+        int | None,
+        typer.Option(help="CPU workers, at least 1 (they split the cores; default 1); with GPUs one per GPU"),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the expanded jobs and exit")] = False,
     only: Annotated[
@@ -92,8 +93,10 @@ def run(
 ) -> None:
     """Expand a suite into jobs, run them on the available devices, record every number."""
     from segbench.config import load_suite
+    from segbench.runner.scheduler import check_workers
     from segbench.suite import DEFAULT_MAX_JOBS, expand, select
 
+    check_workers(workers)  # before anything runs or is recorded, --at's runs included
     if at is not None:
         placement = ["--backend", backend.value] + (["--ray-address", ray_address] if ray_address else [])
         placement += ["--max-jobs", str(max_jobs)] if max_jobs is not None else []

@@ -121,6 +121,9 @@ def test_bad_placement_options_are_refused_before_anything_is_recorded(tmp_path:
         (["--ray-address", "auto"], "--ray-address auto goes with --backend ray"),
         # no cluster runs here: the address is tried before anything is recorded
         (["--backend", "ray", "--ray-address", "auto"], "--ray-address auto: Could not find any running Ray"),
+        # -1 used to run nothing and record the run done, 0 to mean 1
+        (["--workers", "-1"], "--workers -1: expected a number of workers of at least 1"),
+        (["--workers", "0", "--backend", "ray"], "--workers 0: expected a number of workers of at least 1"),
     ):
         refused = segbench("run", "suite.yaml", *args, cwd=tmp_path)
         assert refused.returncode == 2 and message in refused.stderr, refused.stderr

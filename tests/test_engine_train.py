@@ -16,7 +16,7 @@ from segbench.config import TrainSettings
 from segbench.engine.batches import ResumableBatchSampler
 from segbench.engine.checkpoint import load_checkpoint
 from segbench.engine.schedule import poly_lr
-from segbench.engine.train import TrainingDiverged, train
+from segbench.engine.train import TrainingDiverged, TrainingInterrupted, train
 from segbench.errors import UserError
 
 IGNORE = 255
@@ -109,6 +109,43 @@ def test_resumed_run_ends_with_the_same_weights_and_curves_as_an_uninterrupted_o
     for name, tensor in straight_model.state_dict().items():
         assert torch.equal(tensor, resumed_model.state_dict()[name]), name
     assert resumed.iterations == straight.iterations == 8
+
+
+def test_stop_request_saves_the_current_iteration_and_the_resume_matches_a_straight_run(
+    tmp_path: Path,
+) -> None:
+    # No periodic checkpoint, and the stop lands inside a logging window (pending losses).
+    settings = _settings(checkpoint_every=0)
+    straight_model = TinyNet(aux=True)
+    straight = train(straight_model, AugmentedSet(), settings, seed=7, log_every=3)
+
+    steps = iter(range(1, 100))
+    path = tmp_path / "stopped.pt"
+    with pytest.raises(TrainingInterrupted) as stopped:
+        train(
+            TinyNet(aux=True),
+            AugmentedSet(),
+            settings,
+            seed=7,
+            checkpoint_path=path,
+            log_every=3,
+            should_stop=lambda: next(steps) >= 5,  # asked after every step: stop after step 5
+        )
+    assert stopped.value.iteration == 5
+    assert torch.load(path, weights_only=True)["iteration"] == 5
+
+    resumed_model = TinyNet(aux=True, seed=99)
+    resumed = train(resumed_model, AugmentedSet(), settings, seed=7, checkpoint_path=path, log_every=3)
+    assert resumed.resumed_from == 5
+    assert resumed.loss_curve == straight.loss_curve and resumed.lr_curve == straight.lr_curve
+    for name, tensor in straight_model.state_dict().items():
+        assert torch.equal(tensor, resumed_model.state_dict()[name]), name
+
+
+def test_stop_request_without_a_checkpoint_path_saves_nothing() -> None:
+    with pytest.raises(TrainingInterrupted) as stopped:
+        train(TinyNet(), AugmentedSet(), _settings(aux_weight=None), should_stop=lambda: True)
+    assert stopped.value.iteration is None
 
 
 def test_same_seed_gives_the_same_weights_and_another_seed_other_weights() -> None:

@@ -31,3 +31,11 @@ def test_omp_num_threads_sets_each_workers_threads(monkeypatch: pytest.MonkeyPat
 def test_bad_device_list_is_a_user_error() -> None:
     with pytest.raises(UserError, match="expected auto, cpu, or GPU indices"):
         plan_workers("gpu0", None)
+
+
+def test_a_worker_count_below_one_is_a_user_error() -> None:
+    for workers in (0, -1):
+        with pytest.raises(
+            UserError, match=f"--workers {workers}: expected a number of workers of at least 1"
+        ):
+            plan_workers("cpu", workers)

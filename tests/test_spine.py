@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -243,6 +244,10 @@ def test_ctrl_c_keeps_finished_jobs(workspace: Path, stop: signal.Signals, backe
     assert statuses.count("done") >= 1
     assert "interrupted" in statuses
     assert db_rows(db, "select status from runs")[0][0] == "interrupted"
+    # the long training had no periodic checkpoint: the stop made it save the step it had reached
+    states = [torch.load(f, weights_only=True) for f in (workspace / "results").glob("checkpoints/*/*.pt")]
+    (stopped,) = [s for s in states if s["fingerprint"]["iterations"] == 1000000]
+    assert 0 < stopped["iteration"] < 1000000
     # resuming runs only what is left
     resumed = segbench(
         "run", "suite.yaml", "--devices", "cpu", "--only", "*iterations=3", cwd=workspace, check=True

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from segbench.engine.reproducibility import derived_seed, seed_worker
 from segbench.errors import UserError
+from segbench.runner.lifeline import die_with_parent
 
 
 class ResumableBatchSampler(Sampler[list[int]]):
@@ -63,6 +64,16 @@ def collate_pairs(batch: Sequence[Sequence[Tensor]]) -> tuple[Tensor, Tensor]:
     return torch.stack(images), torch.stack(masks)
 
 
+def _init_worker(worker_id: int) -> None:
+    """A loader worker is seeded like the rest, and dies with the training process that forked it.
+
+    (``fork`` clears the death signal, so it is set again here: a segbench worker
+    killed outright must not leave its loader workers behind.)
+    """
+    seed_worker(worker_id)
+    die_with_parent()
+
+
 def training_loader(
     dataset: Dataset,
     batch_size: int,
@@ -85,6 +96,6 @@ def training_loader(
         num_workers=num_workers,
         collate_fn=collate_pairs,
         pin_memory=pin_memory,
-        worker_init_fn=seed_worker,
+        worker_init_fn=_init_worker,
         generator=torch.Generator().manual_seed(derived_seed(seed, start)),
     )

@@ -57,6 +57,21 @@ from segbench.models.outputs import forward_heads
 ProgressCallback = Callable[[int, int, float], None]
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training was asked to stop (the run is being interrupted) and saved its checkpoint first.
+
+    A :class:`KeyboardInterrupt`, so that whatever turns a job's errors into a
+    failed result lets it through: the job was cut off, it did not fail.
+    ``iteration`` is where the checkpoint stands (``None``: nothing was saved,
+    the training had no checkpoint path).
+    """
+
+    def __init__(self, iteration: int | None, total: int):
+        self.iteration = iteration
+        where = f"checkpoint saved at iteration {iteration}" if iteration is not None else "no checkpoint"
+        super().__init__(f"training stopped at iteration {iteration} of {total} ({where})")
+
+
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the job stops instead of training on garbage."""
 
@@ -253,6 +268,7 @@ def train(
     num_classes: int | None = None,
     on_progress: ProgressCallback | None = None,
     log_every: int | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on ``dataset`` (``(image [3,H,W], mask [H,W])`` samples).
 
@@ -262,6 +278,12 @@ def train(
     weights (no step runs). ``on_progress(iteration, total, loss)`` is called every
     ``log_every`` iterations (default :func:`default_log_every`) and at the end.
     ``num_classes`` (the dataset's) is checked against the model's output channels.
+
+    ``should_stop()`` is asked after every step; when it says yes, the state is
+    saved at that iteration (as a periodic checkpoint would be, so a resume
+    continues bit-identically) and :class:`TrainingInterrupted` is raised. An
+    interrupted run thus loses at most one step instead of everything since the
+    last ``checkpoint_every``.
     """
     device = torch.device(device)
     _amp_dtype(settings, device)  # a bad AMP choice fails before anything is loaded
@@ -314,6 +336,15 @@ def train(
                 progress.seconds += time.perf_counter() - began
                 save_checkpoint(checkpoint_path, trainer.state(iteration, progress, fingerprint))
                 began = time.perf_counter()
+            if should_stop is not None and iteration < total and should_stop():
+                saved = None
+                if checkpoint_path:
+                    trainer.read_losses(progress, iteration)
+                    trainer.sync()
+                    progress.seconds += time.perf_counter() - began
+                    save_checkpoint(checkpoint_path, trainer.state(iteration, progress, fingerprint))
+                    saved = iteration
+                raise TrainingInterrupted(saved, total)
 
         trainer.sync()
         progress.seconds += time.perf_counter() - began

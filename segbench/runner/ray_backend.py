@@ -16,6 +16,16 @@ after); with one (``auto``, ``ray://head:10001``) the run joins that cluster,
 whose nodes must have segbench and the suite's model code installed. Tasks are
 not retried: a task whose worker dies reports its job as lost, and
 ``segbench run --rerun failed`` runs it again.
+
+Stopping: an interrupted run cancels its tasks gently first (``ray.cancel``
+raises KeyboardInterrupt in the task, whose training saves its checkpoint), waits
+up to :data:`~segbench.runner.scheduler.STOP_GRACE_SECONDS`, then force-cancels
+what is left. A driver killed outright takes its local Ray instance with it: Ray
+ties the processes ``ray.init`` starts to the driver's life (``PR_SET_PDEATHSIG``
+on Linux, a reaper process elsewhere), and the raylet's workers die with the
+raylet (tested in ``tests/test_faults.py``). Tasks on a cluster the run only
+joined are owned by the driver, and Ray fails a dead owner's tasks and frees
+their workers (its ownership model; not tested here).
 """
 
 from __future__ import annotations
@@ -33,8 +43,17 @@ from pathlib import Path
 from typing import Any
 
 from segbench.errors import UserError
+from segbench.runner.pipeline import StopRequest, run_job
 from segbench.runner.results import JobResult
-from segbench.runner.scheduler import Event, lost_events, threads_override, usable_cores, worker_context
+from segbench.runner.scheduler import (
+    STOP_GRACE_SECONDS,
+    Event,
+    check_workers,
+    lost_events,
+    threads_override,
+    usable_cores,
+    worker_context,
+)
 from segbench.store.recorder import PlannedJob
 
 
@@ -57,12 +76,17 @@ def _import_ray() -> Any:
 def _run_task(
     task: list[tuple[int, Any]], slot: RaySlot, checkpoint_dir: str, sys_path: list[str]
 ) -> Iterator[Event]:
-    """Runs on a Ray worker: the jobs of one task in order, yielding their events as they happen."""
+    """Runs on a Ray worker: the jobs of one task in order, yielding their events as they happen.
+
+    ``ray.cancel`` (an interrupted run) raises KeyboardInterrupt here: the job's
+    training is told to save its checkpoint and stop, and the task ends when it has.
+    """
     # The driver's import path, as a spawned local worker gets it, so that import-path
     # models (``mymodels:tiny``) resolve the same way on a worker of this machine.
     sys.path[:0] = [p for p in sys_path if p not in sys.path and os.path.isdir(p)]
     device = "cuda" if slot.gpu else "cpu"
-    ctx = worker_context(device, slot.threads, checkpoint_dir)
+    stop = StopRequest()
+    ctx = worker_context(device, slot.threads, checkpoint_dir, stop)
     where = f"{device}@{socket.gethostname()}"
     # run_job reports its stages through a callback; running it in a thread lets them
     # stream out of this generator while the job runs, instead of all at its end.
@@ -70,23 +94,55 @@ def _run_task(
     for job_id, spec in task:
         yield Event("start", 0, job_id, detail=spec.label, device=where)
         thread = threading.Thread(
-            target=_run_one, args=(spec, job_id, ctx, where, events), name=f"segbench-job-{job_id}"
+            target=_run_one,
+            args=(spec, job_id, ctx, where, events),
+            name=f"segbench-job-{job_id}",
+            daemon=True,  # Ray stopping this worker (sys.exit on SIGTERM) must not wait for the job
         )
         thread.start()
-        while (event := events.get()).kind != "result":
-            yield event
+        finished = False
+        try:
+            while (event := _next_event(events)).kind != "result":
+                yield event
+            finished = True
+        finally:
+            if not finished:  # cancelled: KeyboardInterrupt here, or the generator closed at a yield
+                _abandon(thread, stop)
         thread.join()
         yield event
 
 
-def _run_one(spec: Any, job_id: int, ctx: Any, where: str, events: queue.SimpleQueue[Event]) -> None:
-    from segbench.runner.pipeline import run_job
+def _abandon(thread: threading.Thread, stop: StopRequest) -> None:
+    """End the job of a cancelled task: training saves its checkpoint first, anything else ends now.
 
+    Waiting for training is bounded by the driver, which force-cancels (kills this
+    worker) after its grace period. A stage with nothing to save (latency,
+    evaluation) cannot be stopped from another thread, and left alone it would go
+    on in a worker Ray reuses: the worker process ends, as a forced cancel would end it.
+    """
+    stop.set()
+    thread.join(timeout=None if stop.deferring else 1.0)  # (a moment for a job that is just ending)
+    if thread.is_alive():
+        os._exit(1)
+
+
+def _next_event(events: queue.SimpleQueue[Event]) -> Event:
+    """The job's next event, waking up regularly so that a cancellation is taken at once."""
+    while True:
+        try:
+            return events.get(timeout=0.5)
+        except queue.Empty:
+            continue
+
+
+def _run_one(spec: Any, job_id: int, ctx: Any, where: str, events: queue.SimpleQueue[Event]) -> None:
     def report(stage: str, detail: str) -> None:
         events.put(Event("stage", 0, job_id, stage=stage, detail=detail))
 
     try:
         result = run_job(spec, ctx, report)
+    except KeyboardInterrupt:  # stopped for a cancelled task, its checkpoint saved: no result
+        return
     except BaseException as exc:  # run_job records a job's own failures; this is the worker's
         result = JobResult(
             job_key=spec.job_key,
@@ -100,9 +156,11 @@ def _run_one(spec: Any, job_id: int, ctx: Any, where: str, events: queue.SimpleQ
 
 
 def _signal_handlers() -> dict[signal.Signals, Any]:
+    from segbench.runner.run import STOP_SIGNALS
+
     if threading.current_thread() is not threading.main_thread():
         return {}  # only the main thread may set them, and only there are they delivered
-    return {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    return {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
 
 
 class RayBackend:
@@ -114,6 +172,7 @@ class RayBackend:
                 f"--devices {devices}: with --backend ray, Ray places the jobs; use auto (GPUs when the "
                 "cluster has them) or cpu"
             )
+        check_workers(workers)
         self.ray = _import_ray()
         self.address = address
         self.devices = devices
@@ -179,11 +238,24 @@ class RayBackend:
                 generators[remote.remote(payload, slot, checkpoints, import_path)] = index
             self._follow(generators, tasks, on_event)
         finally:
-            for gen in generators:
-                ray.cancel(gen, force=True)
-            if self._owned:
-                ray.shutdown()
-                self._owned = False
+            interrupted = isinstance(sys.exc_info()[1], KeyboardInterrupt)
+            try:
+                if generators and interrupted:
+                    # As the local pool: a running training saves its checkpoint, within the grace
+                    # period (another Ctrl-C cuts it short); the force below ends what is left.
+                    for gen in generators:
+                        ray.cancel(gen, force=False)
+                    ray.wait(
+                        [gen.completed() for gen in generators],
+                        num_returns=len(generators),
+                        timeout=STOP_GRACE_SECONDS,
+                    )
+            finally:
+                for gen in generators:
+                    ray.cancel(gen, force=True)
+                if self._owned:
+                    ray.shutdown()
+                    self._owned = False
 
     def _follow(
         self, generators: dict[Any, int], tasks: list[list[PlannedJob]], on_event: Callable[[Event], None]

@@ -127,27 +127,60 @@ def _claimed_rounds(
         waiting = held
 
 
+#: what stops a run cleanly: Ctrl-C, batch schedulers' SIGTERM, and a closed terminal or ssh session
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
 @contextmanager
 def _stop_signals() -> Iterator[None]:
-    """SIGINT (Ctrl-C, ``kill -INT``) and SIGTERM (batch schedulers) stop the run cleanly.
+    """SIGINT (Ctrl-C, ``kill -INT``), SIGTERM (batch schedulers) and SIGHUP stop the run cleanly.
 
     Installed explicitly: a process started in the background by a script inherits
     SIGINT *ignored*, and Python then never raises KeyboardInterrupt for it. Only in
     the main thread (where Python delivers signals); previous handlers come back after.
+    The backend then asks its workers to save their training where it is (see
+    ``LocalBackend._stop``), and the run is recorded interrupted.
+
+    SIGHUP means the terminal is gone (a dropped ssh session): writing the progress
+    view to it would fail with EIO half-way through the clean stop, so output that
+    went to a terminal goes to ``/dev/null`` from then on (files and pipes are kept).
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def stop(signum: int, frame: object) -> None:
+        if signum == getattr(signal, "SIGHUP", None):
+            _detach_from_terminal()
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
     try:
         yield
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _detach_from_terminal() -> None:
+    """Point stdout/stderr at /dev/null where they are a terminal (a character device)."""
+    import os
+    import stat
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        null = os.fstat(devnull)
+        for fd in (1, 2):
+            try:
+                st = os.fstat(fd)
+            except OSError:
+                continue
+            if stat.S_ISCHR(st.st_mode) and (st.st_dev, st.st_ino) != (null.st_dev, null.st_ino):
+                os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
 
 
 def execute(

@@ -19,19 +19,23 @@ import multiprocessing as mp
 import os
 import queue
 import signal
+import sys
+import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from segbench.errors import UserError
+from segbench.runner.lifeline import die_with_parent
 from segbench.runner.node_lock import NodeDeviceLock
+from segbench.runner.pipeline import JobContext, StopRequest, run_job
 from segbench.runner.results import JobResult
 from segbench.store.recorder import PlannedJob
 
-if TYPE_CHECKING:
-    from segbench.runner.pipeline import JobContext
+#: how long an interrupted run waits for its workers to save their checkpoints before killing them
+STOP_GRACE_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,15 @@ class WorkerSlot:
     threads: int
 
 
+def check_workers(workers: int | None) -> None:
+    """``--workers N`` is a count of workers, at least one; not given means one per GPU, else one."""
+    if workers is not None and workers < 1:
+        raise UserError(
+            f"--workers {workers}: expected a number of workers of at least 1 "
+            "(leave it out for one per GPU, or one CPU worker)"
+        )
+
+
 def plan_workers(devices: str, workers: int | None) -> list[WorkerSlot]:
     """Turn ``--devices auto|cpu|0,1`` and ``--workers`` into worker slots.
 
@@ -103,6 +116,7 @@ def plan_workers(devices: str, workers: int | None) -> list[WorkerSlot]:
     torch threads, or ``$OMP_NUM_THREADS`` when the user set it (they may share
     the machine with others, or want one thread per job for stable timings).
     """
+    check_workers(workers)
     gpus = _visible_gpus() if devices == "auto" else [] if devices == "cpu" else _parse_gpus(devices)
     cores = usable_cores()
     if gpus:
@@ -160,15 +174,16 @@ def _visible_gpus() -> list[str]:
     return [str(i) for i in range(torch.cuda.device_count())]
 
 
-def worker_context(device: str, threads: int, checkpoint_dir: str) -> JobContext:
+def worker_context(
+    device: str, threads: int, checkpoint_dir: str, stop: StopRequest | None = None
+) -> JobContext:
     """What a worker process runs jobs with, for either backend.
 
     Its torch threads, and on CPU this machine's device lock (latency
     exclusive, training and evaluation shared); a GPU worker owns its GPU.
+    ``stop`` is how the backend tells the worker's jobs that the run is stopping.
     """
     import torch
-
-    from segbench.runner.pipeline import JobContext
 
     torch.set_num_threads(threads)
     lock = NodeDeviceLock("cpu") if device == "cpu" else None
@@ -177,28 +192,40 @@ def worker_context(device: str, threads: int, checkpoint_dir: str) -> JobContext
         checkpoint_dir=Path(checkpoint_dir),
         exclusive=lock.exclusive if lock else nullcontext,
         shared=lock.shared if lock else nullcontext,
+        stop=stop or StopRequest(),
     )
 
 
-def _worker_main(slot: WorkerSlot, tasks: Any, events: Any, checkpoint_dir: str) -> None:
-    # The parent decides when to stop: a Ctrl-C in the terminal reaches every
-    # process of the group, and workers must not die half-way through a write.
+def _worker_main(slot: WorkerSlot, tasks: Any, events: Any, checkpoint_dir: str, parent_pid: int) -> None:
+    # First of all: a worker whose driver is gone (kill -9, OOM killer) dies with it.
+    die_with_parent(parent_pid)
+    # The parent decides when to stop: a Ctrl-C in the terminal, or the hangup of a
+    # closed ssh session, reaches every process of the group, and workers must not
+    # die half-way through a write. The parent's SIGTERM is the stop request.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from segbench.runner.pipeline import run_job
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    stop = StopRequest()
+    stop.install()
+    ctx = worker_context(slot.device, slot.threads, checkpoint_dir, stop)
+    job_id: int | None = None
+    try:
+        while not stop.is_set():
+            task = tasks.get()
+            if task is None:
+                return
+            for job_id, spec in task:
+                if stop.is_set():
+                    return
+                events.put(Event("start", slot.index, job_id, detail=spec.label, device=slot.device))
 
-    ctx = worker_context(slot.device, slot.threads, checkpoint_dir)
-    while True:
-        task = tasks.get()
-        if task is None:
-            return
-        for job_id, spec in task:
-            events.put(Event("start", slot.index, job_id, detail=spec.label, device=slot.device))
+                def report(stage: str, detail: str, job_id: int = job_id) -> None:
+                    events.put(Event("stage", slot.index, job_id, stage=stage, detail=detail))
 
-            def report(stage: str, detail: str, job_id: int = job_id) -> None:
-                events.put(Event("stage", slot.index, job_id, stage=stage, detail=detail))
-
-            result = run_job(spec, ctx, report)
-            events.put(Event("result", slot.index, job_id, result=result))
+                result = run_job(spec, ctx, report)
+                events.put(Event("result", slot.index, job_id, result=result))
+    except KeyboardInterrupt as stopped:  # the stop request; training saved its checkpoint first
+        if job_id is not None:
+            events.put(Event("stage", slot.index, job_id, stage="stopped", detail=str(stopped)))
 
 
 class LocalBackend:
@@ -250,8 +277,42 @@ class LocalBackend:
                             # fresh worker takes that marker, and the tasks still queued before it.
                             start(self.slots[index])
         finally:
-            for proc in procs.values():
+            self._stop(procs, event_q, running, on_event)
+
+    @classmethod
+    def _stop(
+        cls,
+        procs: dict[int, Any],
+        event_q: Any,
+        running: dict[int, int | None],
+        on_event: Callable[[Event], None],
+    ) -> None:
+        """Stop the workers still running: ask (SIGTERM), let training checkpoint, then kill.
+
+        While they save, their events are still passed on when the run is being
+        interrupted (a job that finishes in the grace period is recorded done); after
+        another error they are only drained, so that no worker blocks on a full queue.
+        A second Ctrl-C during the wait kills them at once.
+        """
+        if not procs:
+            return
+        forward = isinstance(sys.exc_info()[1], KeyboardInterrupt)
+        for proc in procs.values():
+            if proc.is_alive():
                 proc.terminate()
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        try:
+            while any(p.is_alive() for p in procs.values()) and time.monotonic() < deadline:
+                try:
+                    event = event_q.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                if forward:
+                    cls._dispatch(event, running, on_event)
+        finally:
+            for proc in procs.values():
+                if proc.is_alive():
+                    proc.kill()
             for proc in procs.values():
                 proc.join(timeout=10)
 
@@ -270,9 +331,12 @@ class LocalBackend:
         try:
             proc = ctx.Process(
                 target=_worker_main,
-                args=(slot, task_q, event_q, str(checkpoint_dir)),
+                args=(slot, task_q, event_q, str(checkpoint_dir), os.getpid()),
                 name=f"segbench-worker-{slot.index}",
-                daemon=True,
+                # Not daemonic: a daemonic process may not start children, and training with
+                # train.num_workers > 0 starts DataLoader workers. What ends a worker whose
+                # driver is gone is its lifeline (runner/lifeline.py), not multiprocessing's atexit.
+                daemon=False,
             )
             proc.start()
         finally:
