@@ -133,7 +133,8 @@ def show_job(console: Console, db_url: str | None, job_id: int) -> None:
 
     db = open_db(db_url, create=False)
     with db.sessions() as s:
-        job = s.get(Job, job_id)
+        # ids are positive 64-bit integers: anything else names no job (and would overflow SQLite)
+        job = s.get(Job, job_id) if 0 < job_id < 2**63 else None
         if job is None:
             raise UserError(f"no job {job_id} in {db.display_url} (see `segbench list jobs`)")
         src = source_of(s, job)
@@ -148,6 +149,11 @@ def show_job(console: Console, db_url: str | None, job_id: int) -> None:
             f"segbench {run.segbench_commit or '-'}{' (dirty)' if run.segbench_dirty else ''} · "
             f"suite repo {run.suite_commit or '-'}{' (dirty)' if run.suite_dirty else ''}",
         )
+        for repo in ("segbench", "suite"):
+            changed = ((run.environment or {}).get(f"{repo}_git") or {}).get("dirty_paths") or []
+            if changed:
+                more = f" … and {len(changed) - 10} more" if len(changed) > 10 else ""
+                head.add_row(f"{repo} dirty", ", ".join(changed[:10]) + more)
         head.add_row(
             "versions", f"torch {run.torch_version} · CUDA {run.cuda_version} · cuDNN {run.cudnn_version}"
         )

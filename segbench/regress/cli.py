@@ -1,4 +1,4 @@
-"""Commands ``compare``, ``check``, ``history`` and ``db merge``, added to the segbench app by :func:`register`.
+"""Commands ``compare``, ``check``, ``history``, ``db merge`` and ``db upgrade``, added to the segbench app by :func:`register`.
 
 Thin like the rest of the CLI: options are parsed here, the work happens in
 the modules of this package, and SQLAlchemy, scipy and matplotlib are imported
@@ -54,12 +54,13 @@ class CompareFormat(str, Enum):
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``compare``, ``check``, ``history`` and the ``db`` group (``db merge``) to ``app``."""
+    """Add ``compare``, ``check``, ``history`` and the ``db`` group (``db merge``, ``upgrade``) to ``app``."""
     app.command("compare")(compare)
     app.command("check")(check)
     app.command("history")(history)
     db_app = typer.Typer(help="Maintain the results database.", no_args_is_help=True)
     db_app.command("merge")(merge)
+    db_app.command("upgrade")(upgrade)
     app.add_typer(db_app, name="db")
 
 
@@ -204,6 +205,17 @@ def merge(
     finally:
         source.close()
     typer.echo(f"merged {source.display_url} → {target.display_url}: {summary.describe()}")
+
+
+def upgrade(db: DbOption = None) -> None:
+    """Bring an existing database to this segbench's schema (read-only commands never migrate)."""
+    from segbench.store.db import display_url, upgrade_db
+
+    before, now = upgrade_db(db)
+    if before == now:
+        typer.echo(f"{display_url(db)} is already at schema revision {now}")
+    else:
+        typer.echo(f"upgraded {display_url(db)} from schema revision {before} to {now}")
 
 
 def _sqlite_url(path: Path) -> str:

@@ -27,6 +27,7 @@ from segbench.errors import UserError
 from segbench.runner.results import JobResult
 from segbench.runner.scheduler import Backend, Event, LocalBackend, group_by_training, plan_workers
 from segbench.store.db import Database
+from segbench.store.provenance import run_outputs
 from segbench.store.recorder import Recorder, Rerun
 from segbench.suite import JobSpec
 
@@ -124,7 +125,8 @@ def execute(
     """Record a run of ``jobs`` in ``db``, executing them on ``backend`` (see :func:`make_backend`)."""
     console = console or Console(stderr=True)
     recorder = Recorder(db)
-    run_id = recorder.start_run(loaded, " ".join(sys.argv), torch_versions())
+    outputs = run_outputs(db.sqlite_path, workdir)
+    run_id = recorder.start_run(loaded, " ".join(sys.argv), torch_versions(), outputs)
     planned = recorder.plan(jobs, rerun)
     summary = RunSummary(run_id=run_id, total=len(jobs), cached=len(jobs) - len(planned))
     assert recorder.code_id is not None

@@ -6,6 +6,7 @@ import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Literal
 
 from sqlalchemy import select
@@ -44,9 +45,11 @@ class Recorder:
         loaded: LoadedSuite,
         command: str,
         versions: dict[str, str | None],
+        outputs: tuple[Path, ...] = (),
     ) -> int:
-        sb = provenance.segbench_git_state()
-        st = provenance.git_state(loaded.path)
+        """Record the run's start; ``outputs`` (what the run writes itself) never make a tree dirty."""
+        sb = provenance.segbench_git_state(outputs)
+        st = provenance.git_state(loaded.path, outputs)
         self.code_id = provenance.code_id(sb, st)
         env = provenance.environment()
         run = Run(
