@@ -149,9 +149,10 @@ def show_job(console: Console, db_url: str | None, job_id: int) -> None:
             f"segbench {run.segbench_commit or '-'}{' (dirty)' if run.segbench_dirty else ''} · "
             f"suite repo {run.suite_commit or '-'}{' (dirty)' if run.suite_dirty else ''}",
         )
-        for repo in ("segbench", "suite"):
-            changed = ((run.environment or {}).get(f"{repo}_git") or {}).get("dirty_paths") or []
-            if changed:
+        gits = {repo: (run.environment or {}).get(f"{repo}_git") or {} for repo in ("segbench", "suite")}
+        for repo, state in gits.items():
+            changed = state.get("dirty_paths") or []
+            if changed and not (repo == "suite" and state.get("root") == gits["segbench"].get("root")):
                 more = f" … and {len(changed) - 10} more" if len(changed) > 10 else ""
                 head.add_row(f"{repo} dirty", ", ".join(changed[:10]) + more)
         head.add_row(
