@@ -235,7 +235,10 @@ def report(
     if plots is not None:
         from segbench.report.plots import write_plots
 
-        written = write_plots(database, data, table, plots)
+        try:
+            written = write_plots(database, data, table, plots)
+        except OSError as exc:
+            raise _user_error(f"--plots {plots}: cannot write the plots there: {_os_reason(exc)}") from None
         _console(stderr=True).print(f"wrote {len(written)} plot(s) to {plots}")
     if format is ReportFormat.html:
         from segbench.report.html import render_html
@@ -253,12 +256,43 @@ def _names(text: str) -> list[str]:
 
 
 def _emit(text: str, out: Path | None) -> None:
+    """Print ``text``, or write it to ``out`` whole or not at all.
+
+    Missing parent folders are created (``reports/x.md`` in a fresh checkout just
+    works); the text goes to a temporary file beside ``out`` that replaces it in
+    one step, so a full disk or an interrupt never leaves half a report behind.
+    """
     if out is None:
         sys.stdout.write(text)
         return
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="utf-8")
+    import os
+    import tempfile
+
+    if out.is_dir():
+        raise _user_error(f"--out {out}: is a directory; give a file name")
+    tmp: str | None = None
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # the permissions a plain write would give, not mkstemp's 0600
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, out)
+        tmp = None
+    except OSError as exc:
+        raise _user_error(f"--out {out}: cannot write the report: {_os_reason(exc)}") from None
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
     _console(stderr=True).print(f"wrote {out}")
+
+
+def _os_reason(exc: OSError) -> str:
+    """An OSError as a reason a user can act on (``No space left on device: 'reports'``)."""
+    where = f": '{exc.filename}'" if exc.filename else ""
+    return f"{exc.strerror or exc}{where}"
 
 
 @app.command("list")

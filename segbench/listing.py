@@ -199,7 +199,10 @@ def _metric_cells(m: Any) -> tuple[str, str, str]:
     if m.samples:
         classes = (m.extra or {}).get("classes")
         if m.value is None and classes and len(classes) == len(m.samples):
-            samples = ", ".join(f"{c} {v:.3g}" for c, v in zip(classes, m.samples, strict=True))
+            # a class absent from the evaluation has no IoU (recorded as null)
+            samples = ", ".join(
+                f"{c} {'-' if v is None else f'{v:.3g}'}" for c, v in zip(classes, m.samples, strict=True)
+            )
         else:
             samples = f"{len(m.samples)} samples"
     return raw, reported, samples

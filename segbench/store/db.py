@@ -19,8 +19,8 @@ statement hits them; the transaction they interrupt is rolled back whole.
 
 from __future__ import annotations
 
-import errno
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -72,16 +72,7 @@ class Database:
             if self.is_sqlite and parsed.database and parsed.database != ":memory:"
             else None
         )
-        created = False
-        if self.sqlite_path is not None and not self.sqlite_path.exists():
-            path = self.sqlite_path
-            if not create:
-                raise UserError(f"no results database at {path} (run a suite first, or pass --db URL)")
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise UserError(f"cannot create results database {path}: {exc}") from None
-            created = True
+        created = self._prepare_file(create) if self.sqlite_path is not None else False
         try:
             self.engine = _make_engine(self.url, self.sqlite_path, self.display_url, writable=create)
         except (ArgumentError, ImportError) as exc:  # unknown dialect, or its driver is not installed
@@ -98,6 +89,33 @@ class Database:
             self._discard(created)
             raise
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def _prepare_file(self, writable: bool) -> bool:
+        """Check the SQLite file can be used as asked, before any connection; True if it is to be created.
+
+        A writer needs the file *and* its folder writable (WAL keeps ``-wal`` and
+        ``-shm`` files beside it), so a read-only place is refused up front with
+        its reason rather than half-way through a run.
+        """
+        path = self.sqlite_path
+        assert path is not None
+        if path.is_dir():
+            raise UserError(f"results database {path} is a directory; pass --db a file path")
+        exists = path.exists()
+        if not exists and not writable:
+            raise UserError(f"no results database at {path} (run a suite first, or pass --db URL)")
+        if writable:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UserError(f"cannot create results database {path}: {exc}") from None
+            for what, where in (("file", path), ("folder", path.parent)):
+                if (where.exists() or what == "folder") and not os.access(where, os.W_OK):
+                    raise UserError(
+                        f"results database {path} cannot be written: its {what} {where} is read-only "
+                        "(permissions, or a read-only disk); pass --db to a writable place"
+                    )
+        return not exists
 
     def _discard(self, created: bool) -> None:
         """A database file this open created and could not finish (say, the disk filled) is removed:
@@ -232,15 +250,41 @@ _SQLITE_TROUBLE = {
 }
 
 
-def sqlite_trouble(exc: BaseException) -> str | None:
-    """What a file-level SQLite failure means for the user, or None for any other error."""
+def sqlite_trouble(exc: BaseException, folder: Path | None = None) -> str | None:
+    """What a file-level SQLite failure means for the user, or None for any other error.
+
+    SQLite reports a full disk as ``SQLITE_FULL`` only when the database file
+    itself cannot grow; when its WAL index cannot, it says "disk I/O error", so an
+    I/O error on a disk with (almost) no space left is named for what it is.
+    """
     name = getattr(exc, "sqlite_errorname", None) or ""
-    for prefix, meaning in _SQLITE_TROUBLE.items():
-        if name == prefix or name.startswith(prefix + "_"):
-            return meaning
-    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-        return _SQLITE_TROUBLE["SQLITE_FULL"]
-    return None
+    meaning = next(
+        (text for code, text in _SQLITE_TROUBLE.items() if name == code or name.startswith(code + "_")), None
+    )
+    if meaning is not None and name.startswith("SQLITE_IOERR") and folder is not None:
+        try:
+            free = shutil.disk_usage(folder).free
+        except OSError:
+            free = None
+        if free is not None and free < _NEARLY_FULL:
+            meaning = f"{_SQLITE_TROUBLE['SQLITE_FULL']} ({free // 1024} KiB free)"
+    return meaning
+
+
+#: below this much free space an I/O error is taken for a full disk
+_NEARLY_FULL = 1 << 20
+
+
+def _on_read_only_medium(path: Path) -> bool:
+    """A database nobody can be writing: its folder is not writable and no WAL is pending.
+
+    SQLite cannot open a WAL database read-only without creating its ``-shm``
+    file, which a read-only disk or share forbids; such a file can be read as
+    *immutable* — unless a ``-wal`` file holds commits not yet in the database,
+    which immutable reading would silently skip (then opening fails, saying so).
+    """
+    wal = Path(f"{path}-wal")
+    return not os.access(path.parent, os.W_OK) and (not wal.exists() or wal.stat().st_size == 0)
 
 
 def _make_engine(url: str, sqlite_path: Path | None, shown: str, *, writable: bool) -> Engine:
@@ -249,9 +293,10 @@ def _make_engine(url: str, sqlite_path: Path | None, shown: str, *, writable: bo
         return create_engine(url, pool_pre_ping=True)
     if sqlite_path is not None and not writable:
         # mode=ro: even a statement that tried to write could not; a URI keeps odd file names intact
-        parsed = parsed.set(
-            database=sqlite_path.resolve().as_uri(), query={**parsed.query, "uri": "true", "mode": "ro"}
-        )
+        query = {**parsed.query, "uri": "true", "mode": "ro"}
+        if _on_read_only_medium(sqlite_path):
+            query["immutable"] = "1"
+        parsed = parsed.set(database=sqlite_path.resolve().as_uri(), query=query)
     engine = create_engine(parsed, connect_args={"timeout": 30})
 
     @event.listens_for(engine, "connect")
@@ -267,7 +312,7 @@ def _make_engine(url: str, sqlite_path: Path | None, shown: str, *, writable: bo
 
     @event.listens_for(engine, "handle_error")
     def _file_trouble(context: ExceptionContext) -> UserError | None:
-        meaning = sqlite_trouble(context.original_exception)
+        meaning = sqlite_trouble(context.original_exception, sqlite_path.parent if sqlite_path else None)
         if meaning is None:
             return None
         return UserError(f"results database {shown}: {meaning} ({context.original_exception})")
