@@ -104,8 +104,12 @@ def run(
     from segbench.runner.run import execute, make_backend
     from segbench.store.db import open_db
 
-    # Bad devices, workers or a missing Ray are refused before the database is touched.
+    # Bad devices, workers, a missing Ray or an unwritable workdir are refused before the database is touched.
     runner = make_backend(backend.value, devices, workers, ray_address)
+    if any("train" in job.stages for job in jobs):
+        from segbench.engine.checkpoint import check_workdir
+
+        check_workdir(workdir)
     database = open_db(db)
     summary = execute(
         loaded, jobs, database, backend=runner, rerun=rerun.value if rerun else "none", workdir=workdir
