@@ -333,6 +333,51 @@ def show(
     listing.show_job(_console(), db, job_id)
 
 
+@app.command()
+def gc(
+    db: DbOption = None,
+    workdir: Annotated[Path, typer.Option(help="the --workdir the runs used")] = Path("results"),
+    keep: Annotated[
+        int, typer.Option(help="finished checkpoints kept per training configuration (newest first)")
+    ] = 1,
+    yes: Annotated[bool, typer.Option("--yes", help="delete them; without it, only list")] = False,
+) -> None:
+    """Remove training checkpoints no unfinished job needs (lists them unless --yes)."""
+    from rich.table import Table
+
+    from segbench.gc import apply_gc, plan_gc
+    from segbench.store.db import open_db
+
+    database = open_db(db, create=False)
+    try:
+        plan = plan_gc(database, workdir, keep)
+    finally:
+        database.close()
+    console = _console()
+    if plan.remove:
+        table = Table(title=f"checkpoints no unfinished job needs ({'removed' if yes else 'would remove'})")
+        for col in ("file", "MB"):
+            table.add_column(col)
+        for f in plan.remove:
+            table.add_row(str(f.path), f"{f.size / 2**20:.1f}")
+        console.print(table)
+    kept = {state: sum(f.state == state for f in plan.keep) for state in ("needed", "finished", "unknown")}
+    console.print(
+        f"kept {kept['needed']} needed by unfinished jobs, {kept['finished']} newest finished "
+        f"(--keep {keep}), {kept['unknown']} unknown to {database.display_url}"
+    )
+    if not plan.remove:
+        console.print("nothing to remove")
+    elif yes:
+        try:
+            apply_gc(plan)
+        except OSError as exc:
+            raise _user_error(f"gc: cannot remove checkpoints: {_os_reason(exc)}") from None
+        console.print(f"removed {len(plan.remove)} file(s), {plan.freed / 2**20:.1f} MB")
+    else:
+        console.print(f"{len(plan.remove)} file(s), {plan.freed / 2**20:.1f} MB: run with --yes to delete")
+
+
 def _user_error(message: str):  # type: ignore[no-untyped-def]
     from segbench.errors import UserError
 

@@ -80,6 +80,7 @@ class Database:
         try:
             if create:
                 self._migrate()
+                self._use_wal()
             else:
                 self._check_readable()
         except DBAPIError as exc:  # unreachable server, refused login, a file that is not a database
@@ -136,6 +137,13 @@ class Database:
         with self.sessions() as session, session.begin():
             yield session
 
+    def _use_wal(self) -> None:
+        """WAL lets `segbench report` read while a run writes. Setting it writes the file's header,
+        so it happens only after the file is known to be segbench's (never into someone else's)."""
+        if self.sqlite_path is not None:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+
     def _tables(self) -> set[str]:
         with self.engine.connect() as conn:
             return set(inspect(conn).get_table_names())
@@ -177,10 +185,11 @@ class Database:
         self.migrated_from = revision
         if revision == HEAD_REVISION:
             return
-        if revision is None:
-            tables = self._tables()
-            if tables:
-                raise UserError(self._foreign(tables))
+        tables = self._tables() if revision is None else set()
+        if tables and "alembic_version" not in tables:
+            # someone else's database: refused before even a lock file is put beside it (a
+            # migration in progress elsewhere has created alembic_version first, so it is not this)
+            raise UserError(self._foreign(tables))
         with self._migration_lock():
             self._migrate_locked()
 
@@ -212,6 +221,9 @@ class Database:
         current = self._revision()  # another process may have migrated while this one waited
         if current == HEAD_REVISION:
             return
+        if current is None and (tables := self._tables()):
+            # under the lock: another process's half-done migration is never taken for a foreign schema
+            raise UserError(self._foreign(tables))
         from alembic import command
         from alembic.config import Config
         from alembic.script import ScriptDirectory
@@ -301,11 +313,9 @@ def _make_engine(url: str, sqlite_path: Path | None, shown: str, *, writable: bo
 
     @event.listens_for(engine, "connect")
     def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
-        # WAL lets `segbench report` read while a run writes (setting it is a write: only writers
-        # do); the busy timeout makes concurrent writers wait instead of failing; FKs make cascades real.
+        # The busy timeout makes concurrent writers wait instead of failing; FKs make cascades real.
+        # (WAL is a property of the file, set once it is known to be segbench's: Database._use_wal.)
         cur = dbapi_conn.cursor()
-        if writable:
-            cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
