@@ -343,8 +343,6 @@ def gc(
     yes: Annotated[bool, typer.Option("--yes", help="delete them; without it, only list")] = False,
 ) -> None:
     """Remove training checkpoints no unfinished job needs (lists them unless --yes)."""
-    from rich.table import Table
-
     from segbench.gc import apply_gc, plan_gc
     from segbench.store.db import open_db
 
@@ -354,13 +352,8 @@ def gc(
     finally:
         database.close()
     console = _console()
-    if plan.remove:
-        table = Table(title=f"checkpoints no unfinished job needs ({'removed' if yes else 'would remove'})")
-        for col in ("file", "MB"):
-            table.add_column(col)
-        for f in plan.remove:
-            table.add_row(str(f.path), f"{f.size / 2**20:.1f}")
-        console.print(table)
+    for f in plan.remove:  # one plain line each (no wrapping): a script can read them
+        typer.echo(f"{'removing' if yes else 'would remove'} {f.path} ({f.size / 2**20:.1f} MB)")
     kept = {state: sum(f.state == state for f in plan.keep) for state in ("needed", "finished", "unknown")}
     console.print(
         f"kept {kept['needed']} needed by unfinished jobs, {kept['finished']} newest finished "

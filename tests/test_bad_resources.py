@@ -329,3 +329,27 @@ def test_unwritable_output_place_is_refused_and_nothing_is_recorded(
             assert not target.is_file()  # no half-written report
             assert not [p for p in target.parent.glob(".*.tmp")] if target.parent.is_dir() else True
     assert state(db) == before  # the run was refused before it was recorded
+
+
+def test_a_suite_that_never_trains_needs_no_workdir(segbench: Callable[..., Outcome], tmp_path: Path) -> None:
+    """Only training writes checkpoints: measuring on a machine whose workdir is read-only just works."""
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(TRAINING_SUITE.replace("stages: [complexity, train]", "stages: [complexity]"))
+    db = tmp_path / "new.db"
+    with ExitStack() as stack:
+        mount = stack.enter_context(tmpfs(tmp_path / "ro"))
+        read_only(mount)
+        proc = segbench(
+            "run",
+            str(suite),
+            "--devices",
+            "cpu",
+            "--workdir",
+            str(mount / "work"),
+            "--db",
+            f"sqlite:///{db}",
+            cwd=tmp_path,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("select status from jobs").fetchall() == [("done",)]
