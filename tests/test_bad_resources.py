@@ -353,3 +353,54 @@ def test_a_suite_that_never_trains_needs_no_workdir(segbench: Callable[..., Outc
         assert proc.returncode == 0, proc.stdout + proc.stderr
     with sqlite3.connect(db) as conn:
         assert conn.execute("select status from jobs").fetchall() == [("done",)]
+
+
+def test_a_checkpoint_that_does_not_fit_says_so_and_the_previous_one_survives(tmp_path: Path) -> None:
+    import errno
+
+    import torch
+
+    from segbench.engine.checkpoint import REQUIRED_KEYS, load_checkpoint, save_checkpoint
+
+    def state(iteration: int, floats: int) -> dict[str, object]:
+        base: dict[str, object] = {key: {} for key in REQUIRED_KEYS}
+        return {**base, "format_version": 1, "iteration": iteration, "model": {"w": torch.ones(floats)}}
+
+    with tmpfs(tmp_path / "small", "1M") as disk:
+        path = disk / "c0de" / "k.pt"
+        save_checkpoint(path, state(1, 1000))
+        with pytest.raises(OSError) as raised:
+            save_checkpoint(path, state(2, 600_000))  # ~2.3 MB
+        assert raised.value.errno == errno.ENOSPC
+        message = str(raised.value)
+        assert f"no space left on device writing checkpoint {path} (needs ~2.3 MB" in message, message
+        assert "inline_container" not in message
+        assert sorted(p.name for p in path.parent.iterdir()) == ["k.pt"]  # no temp file left behind
+        resumed = load_checkpoint(path)
+        assert resumed is not None and resumed["iteration"] == 1  # the last complete one, whole
+
+
+def test_read_only_commands_never_migrate_an_older_schema(
+    segbench: Callable[..., Outcome], recorded: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database one migration behind this segbench (simulated: this segbench's head moved on) is
+    refused by readers, untouched, with the way forward; `db upgrade` on a current one is a no-op."""
+    from segbench.store import db as store_db
+
+    db = good_db(tmp_path / "good.db", recorded)
+    current = store_db.HEAD_REVISION
+    assert (
+        segbench("db", "upgrade", "--db", f"sqlite:///{db}", cwd=tmp_path)
+        .stdout.strip()
+        .endswith(f"is already at schema revision {current}")
+    )
+    before = state(db)
+    monkeypatch.setattr(store_db, "HEAD_REVISION", current + "_next")
+    for args in (["report"], ["list", "runs"], ["show", "1"]):
+        proc = segbench(*args, "--db", f"sqlite:///{db}", cwd=tmp_path)
+        _check_refused(proc, f"schema revision '{current}', not this segbench's '{current}_next'")
+        assert "segbench db upgrade" in proc.stderr
+    assert state(db) == before
+    missing = segbench("db", "upgrade", "--db", f"sqlite:///{tmp_path / 'nope.db'}", cwd=tmp_path)
+    _check_refused(missing, "no results database at")
+    assert not (tmp_path / "nope.db").exists()
