@@ -27,6 +27,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from segbench.errors import UserError
 from segbench.store.db import Database
 from segbench.store.schema import Job, Run
 
@@ -78,8 +79,6 @@ def scan(root: Path) -> list[tuple[Path, str, str]]:
 def plan_gc(db: Database, workdir: Path, keep: int = 1) -> GcPlan:
     """Sort the checkpoints under ``workdir`` into those to remove and those to keep (see the module)."""
     if keep < 0:
-        from segbench.errors import UserError
-
         raise UserError(f"--keep {keep}: must be 0 or more")
     statuses: dict[tuple[str, str], set[str]] = defaultdict(set)
     with db.sessions() as s:

@@ -57,8 +57,8 @@ class Database:
 
     def __init__(self, url: str, *, create: bool = True) -> None:
         self.url = resolve_url(url)
-        #: ``create=False`` opens read-only: nothing is created, migrated or written
-        self.writable = create
+        #: the schema revision a writer found on open, before migrating (None: a new database)
+        self.migrated_from: str | None = None
         try:
             parsed = make_url(self.url)
         except ArgumentError:
@@ -180,15 +180,14 @@ class Database:
         )
 
     def _migrate(self) -> None:
-        revision = self._revision()
-        #: the schema revision found on open, before any migration (None: a new database)
-        self.migrated_from = revision
+        revision = self.migrated_from = self._revision()
         if revision == HEAD_REVISION:
             return
-        tables = self._tables() if revision is None else set()
+        tables = self._tables() if revision is None and self.sqlite_path is not None else set()
         if tables and "alembic_version" not in tables:
-            # someone else's database: refused before even a lock file is put beside it (a
-            # migration in progress elsewhere has created alembic_version first, so it is not this)
+            # someone else's SQLite file: refused before even a lock file is put beside it (a
+            # migration in progress elsewhere has created alembic_version first, so it is not this).
+            # A server database may hold other applications' tables beside segbench's.
             raise UserError(self._foreign(tables))
         with self._migration_lock():
             self._migrate_locked()
@@ -221,7 +220,7 @@ class Database:
         current = self._revision()  # another process may have migrated while this one waited
         if current == HEAD_REVISION:
             return
-        if current is None and (tables := self._tables()):
+        if current is None and self.sqlite_path is not None and (tables := self._tables()):
             # under the lock: another process's half-done migration is never taken for a foreign schema
             raise UserError(self._foreign(tables))
         from alembic import command
