@@ -112,8 +112,12 @@ def run(
     from segbench.runner.run import execute, make_backend
     from segbench.store.db import open_db
 
-    # Bad devices, workers or a missing Ray are refused before the database is touched.
+    # Bad devices, workers, a missing Ray or an unwritable workdir are refused before the database is touched.
     runner = make_backend(backend.value, devices, workers, ray_address)
+    if any("train" in job.stages for job in jobs):
+        from segbench.engine.checkpoint import check_workdir
+
+        check_workdir(workdir)
     database = open_db(db)
     summary = execute(
         loaded, jobs, database, backend=runner, rerun=rerun.value if rerun else "none", workdir=workdir
@@ -267,7 +271,10 @@ def report(
     if plots is not None:
         from segbench.report.plots import write_plots
 
-        written = write_plots(database, data, table, plots)
+        try:
+            written = write_plots(database, data, table, plots)
+        except OSError as exc:
+            raise _user_error(f"--plots {plots}: cannot write the plots there: {_os_reason(exc)}") from None
         _console(stderr=True).print(f"wrote {len(written)} plot(s) to {plots}")
     if format is ReportFormat.html:
         from segbench.report.html import render_html
@@ -285,12 +292,43 @@ def _names(text: str) -> list[str]:
 
 
 def _emit(text: str, out: Path | None) -> None:
+    """Print ``text``, or write it to ``out`` whole or not at all.
+
+    Missing parent folders are created (``reports/x.md`` in a fresh checkout just
+    works); the text goes to a temporary file beside ``out`` that replaces it in
+    one step, so a full disk or an interrupt never leaves half a report behind.
+    """
     if out is None:
         sys.stdout.write(text)
         return
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="utf-8")
+    import os
+    import tempfile
+
+    if out.is_dir():
+        raise _user_error(f"--out {out}: is a directory; give a file name")
+    tmp: str | None = None
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # the permissions a plain write would give, not mkstemp's 0600
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, out)
+        tmp = None
+    except OSError as exc:
+        raise _user_error(f"--out {out}: cannot write the report: {_os_reason(exc)}") from None
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
     _console(stderr=True).print(f"wrote {out}")
+
+
+def _os_reason(exc: OSError) -> str:
+    """An OSError as a reason a user can act on (``No space left on device: 'reports'``)."""
+    where = f": '{exc.filename}'" if exc.filename else ""
+    return f"{exc.strerror or exc}{where}"
 
 
 @app.command("list")
@@ -325,6 +363,44 @@ def show(
     from segbench import listing
 
     listing.show_job(_console(), db, job_id)
+
+
+@app.command()
+def gc(
+    db: DbOption = None,
+    workdir: Annotated[Path, typer.Option(help="the --workdir the runs used")] = Path("results"),
+    keep: Annotated[
+        int, typer.Option(help="finished checkpoints kept per training configuration (newest first)")
+    ] = 1,
+    yes: Annotated[bool, typer.Option("--yes", help="delete them; without it, only list")] = False,
+) -> None:
+    """Remove training checkpoints no unfinished job needs (lists them unless --yes)."""
+    from segbench.gc import apply_gc, plan_gc
+    from segbench.store.db import open_db
+
+    database = open_db(db, create=False)
+    try:
+        plan = plan_gc(database, workdir, keep)
+    finally:
+        database.close()
+    console = _console()
+    for f in plan.remove:  # one plain line each (no wrapping): a script can read them
+        typer.echo(f"{'removing' if yes else 'would remove'} {f.path} ({f.size / 2**20:.1f} MB)")
+    kept = {state: sum(f.state == state for f in plan.keep) for state in ("needed", "finished", "unknown")}
+    console.print(
+        f"kept {kept['needed']} needed by unfinished jobs, {kept['finished']} newest finished "
+        f"(--keep {keep}), {kept['unknown']} unknown to {database.display_url}"
+    )
+    if not plan.remove:
+        console.print("nothing to remove")
+    elif yes:
+        try:
+            apply_gc(plan)
+        except OSError as exc:
+            raise _user_error(f"gc: cannot remove checkpoints: {_os_reason(exc)}") from None
+        console.print(f"removed {len(plan.remove)} file(s), {plan.freed / 2**20:.1f} MB")
+    else:
+        console.print(f"{len(plan.remove)} file(s), {plan.freed / 2**20:.1f} MB: run with --yes to delete")
 
 
 def _user_error(message: str):  # type: ignore[no-untyped-def]

@@ -134,7 +134,8 @@ def show_job(console: Console, db_url: str | None, job_id: int) -> None:
 
     db = open_db(db_url, create=False)
     with db.sessions() as s:
-        job = s.get(Job, job_id)
+        # ids are positive 64-bit integers: anything else names no job (and would overflow SQLite)
+        job = s.get(Job, job_id) if 0 < job_id < 2**63 else None
         if job is None:
             raise UserError(f"no job {job_id} in {db.display_url} (see `segbench list jobs`)")
         src = source_of(s, job)
@@ -149,6 +150,12 @@ def show_job(console: Console, db_url: str | None, job_id: int) -> None:
             f"segbench {run.segbench_commit or '-'}{' (dirty)' if run.segbench_dirty else ''} · "
             f"suite repo {run.suite_commit or '-'}{' (dirty)' if run.suite_dirty else ''}",
         )
+        gits = {repo: (run.environment or {}).get(f"{repo}_git") or {} for repo in ("segbench", "suite")}
+        for repo, state in gits.items():
+            changed = state.get("dirty_paths") or []
+            if changed and not (repo == "suite" and state.get("root") == gits["segbench"].get("root")):
+                more = f" … and {len(changed) - 10} more" if len(changed) > 10 else ""
+                head.add_row(f"{repo} dirty", ", ".join(changed[:10]) + more)
         head.add_row(
             "versions", f"torch {run.torch_version} · CUDA {run.cuda_version} · cuDNN {run.cudnn_version}"
         )
@@ -207,7 +214,10 @@ def _metric_cells(m: Any) -> tuple[str, str, str]:
     if m.samples:
         classes = (m.extra or {}).get("classes")
         if m.value is None and classes and len(classes) == len(m.samples):
-            samples = ", ".join(f"{c} {v:.3g}" for c, v in zip(classes, m.samples, strict=True))
+            # a class absent from the evaluation has no IoU (recorded as null)
+            samples = ", ".join(
+                f"{c} {'-' if v is None else f'{v:.3g}'}" for c, v in zip(classes, m.samples, strict=True)
+            )
         else:
             samples = f"{len(m.samples)} samples"
     return raw, reported, samples

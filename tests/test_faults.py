@@ -246,6 +246,12 @@ def test_kill_9_mid_training_leaves_no_worker_and_the_resume_is_exact(
     _run(tmp_path)  # the checkpoint of iteration 25 (at least) carries on
     assert _resumed_from(db) >= 25
     assert _numbers(db) == straight
+    with sqlite3.connect(db) as conn:
+        # the killed driver's run was reconciled by the resume, and no job key has two results
+        runs = conn.execute("select status from runs order by id").fetchall()
+        assert [r[0] for r in runs] == ["interrupted", "done"]
+        done = conn.execute("select job_key, count(*) from jobs where status = 'done' group by job_key")
+        assert all(n == 1 for _, n in done.fetchall())
 
 
 @pytest.mark.slow

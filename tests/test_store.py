@@ -84,7 +84,7 @@ def pinned_segbench(monkeypatch: pytest.MonkeyPatch) -> provenance.GitState:
     """Hold segbench's own git state still: other edits to the live checkout must not change code_id
     between two runs of one test (a suite repo's state stays real)."""
     state = provenance.GitState("5" * 40, "main", False, None, str(REPO))
-    monkeypatch.setattr(provenance, "segbench_git_state", lambda: state)
+    monkeypatch.setattr(provenance, "segbench_git_state", lambda outputs=(): state)
     return state
 
 

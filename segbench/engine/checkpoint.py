@@ -16,9 +16,12 @@ new complete one, never a torn file, even if the job is killed mid-write.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import pickle
+import shutil
+import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -45,21 +48,83 @@ def training_fingerprint(settings: TrainSettings, seed: int) -> dict[str, Any]:
     return {**fields, "seed": seed}
 
 
+#: temporary files a checkpoint write goes through (left behind only by a killed process)
+TMP_GLOB = ".*.tmp"
+
+
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write ``state`` to ``path`` atomically (temp file + fsync + rename)."""
+    """Write ``state`` to ``path`` atomically (temp file + fsync + rename).
+
+    A full disk is named as such, with the size the checkpoint needs: torch only
+    says "enforce fail at inline_container.cc", without a word of disk space.
+    """
     missing = REQUIRED_KEYS - state.keys()
     if missing:
         raise ValueError(f"checkpoint state lacks {sorted(missing)}")
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as fh:
             torch.save(state, fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:
+        tmp.unlink(missing_ok=True)  # first: the space it took is free again, and the message says so
+        full = _no_space(exc, path, state)
+        if full is None:
+            raise
+        raise full from exc
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _tensor_bytes(value: Any) -> int:
+    """Bytes of the tensors in a nested state: about what its file needs on disk."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, dict):
+        return sum(_tensor_bytes(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return sum(_tensor_bytes(v) for v in value)
+    return 0
+
+
+def _no_space(exc: BaseException, path: Path, state: dict[str, Any]) -> OSError | None:
+    """An ``ENOSPC`` error naming the checkpoint and its size if ``exc`` came from a full disk, else None.
+
+    torch's writer drops the errno, so a failure is taken for a full disk when the
+    disk has less space left than the checkpoint needs.
+    """
+    needed = _tensor_bytes(state)
+    try:
+        free: int | None = shutil.disk_usage(path.parent).free
+    except OSError:
+        free = None
+    if not (getattr(exc, "errno", None) == errno.ENOSPC or (free is not None and free < needed)):
+        return None
+    left = f", {free / 2**20:.1f} MB free" if free is not None else ""
+    return OSError(
+        errno.ENOSPC,
+        f"no space left on device writing checkpoint {path} (needs ~{needed / 2**20:.1f} MB{left})",
+    )
+
+
+def check_workdir(workdir: Path) -> None:
+    """Fail before a run is recorded if training could not write checkpoints under ``workdir``.
+
+    Only suites that train call this: a suite that never trains needs no workdir at all.
+    """
+    root = workdir / "checkpoints"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=root, prefix=".segbench-probe."):
+            pass
+    except OSError as exc:
+        raise UserError(
+            f"--workdir {workdir}: training cannot write checkpoints under it ({exc.strerror or exc}); "
+            "pass --workdir a writable folder"
+        ) from None
 
 
 def load_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> dict[str, Any] | None:

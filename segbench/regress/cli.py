@@ -1,4 +1,4 @@
-"""Commands ``compare``, ``check``, ``history`` and ``db merge``, added to the segbench app by :func:`register`.
+"""Commands ``compare``, ``check``, ``history``, ``db merge`` and ``db upgrade``, added to the segbench app by :func:`register`.
 
 Thin like the rest of the CLI: options are parsed here, the work happens in
 the modules of this package, and SQLAlchemy, scipy and matplotlib are imported
@@ -54,13 +54,14 @@ class CompareFormat(str, Enum):
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``compare``, ``check``, ``history`` and the ``db`` group (``db merge``, ``db repair``) to ``app``."""
+    """Add ``compare``, ``check``, ``history`` and the ``db`` group (``merge``, ``repair``, ``upgrade``) to ``app``."""
     app.command("compare")(compare)
     app.command("check")(check)
     app.command("history")(history)
     db_app = typer.Typer(help="Maintain the results database.", no_args_is_help=True)
     db_app.command("merge")(merge)
     db_app.command("repair")(repair)
+    db_app.command("upgrade")(upgrade)
     app.add_typer(db_app, name="db")
 
 
@@ -213,10 +214,10 @@ def merge(
 
 def repair(db: DbOption = None) -> None:
     """Close runs whose driver died (interrupted, with their unfinished jobs) and record journaled results."""
-    from segbench.store.db import open_db
+    from segbench.store.db import open_existing
     from segbench.store.recorder import repair as repair_database
 
-    database = open_db(db, create=False)
+    database = open_existing(db, purpose="repair")
     lines = repair_database(database)
     for line in lines:
         typer.echo(line)
@@ -225,6 +226,17 @@ def repair(db: DbOption = None) -> None:
         if lines
         else f"{database.display_url}: nothing to repair"
     )
+
+
+def upgrade(db: DbOption = None) -> None:
+    """Bring an existing database to this segbench's schema (read-only commands never migrate)."""
+    from segbench.store.db import display_url, upgrade_db
+
+    before, now = upgrade_db(db)
+    if before == now:
+        typer.echo(f"{display_url(db)} is already at schema revision {now}")
+    else:
+        typer.echo(f"upgraded {display_url(db)} from schema revision {before} to {now}")
 
 
 def _sqlite_url(path: Path) -> str:

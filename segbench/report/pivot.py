@@ -25,6 +25,7 @@ from segbench.errors import UserError, did_you_mean
 from segbench.report.columns import MetricColumn, column
 from segbench.report.latex import escape, label_of
 from segbench.report.query import FACTOR_PREFIX, META_COLUMNS, ReportData
+from segbench.report.render import csv_cell, md_cell, md_text
 from segbench.report.table import suite_report_settings
 
 #: names a view can pivot on besides the suite's factors, and the job column each reads
@@ -267,12 +268,19 @@ def _grid(pivot: Pivot) -> list[list[tuple[str, bool]]]:
 
 
 def to_markdown(pivot: Pivot) -> str:
-    headers = [pivot.headers[d] for d in pivot.row_dims] + _column_headers(pivot)
+    headers = [md_cell(h) for h in [pivot.headers[d] for d in pivot.row_dims] + _column_headers(pivot)]
     align = [":---"] * len(pivot.row_dims) + ["---:"] * len(pivot.column_keys)
-    lines = [f"### {pivot.title}", "", "| " + " | ".join(headers) + " |", "|" + "|".join(align) + "|"]
+    lines = [
+        f"### {md_text(pivot.title)}",
+        "",
+        "| " + " | ".join(headers) + " |",
+        "|" + "|".join(align) + "|",
+    ]
     for line in _grid(pivot):
-        lines.append("| " + " | ".join(f"**{t}**" if best else t for t, best in line) + " |")
-    lines += ["", f"*{pivot.caption}*"]
+        lines.append(
+            "| " + " | ".join(f"**{md_cell(t)}**" if best else md_cell(t) for t, best in line) + " |"
+        )
+    lines += ["", f"*{md_text(pivot.caption)}*"]
     return "\n".join(lines) + "\n"
 
 
@@ -317,10 +325,10 @@ def to_csv(pivot: Pivot) -> str:
     recs = records(pivot)
     fields = [*pivot.row_dims, *pivot.column_dims, "metric", "mean", "std", "n"]
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
-    writer.writeheader()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow([csv_cell(name) for name in fields])
     for rec in recs:
-        writer.writerow({k: ",".join(map(str, v)) if isinstance(v, tuple) else v for k, v in rec.items()})
+        writer.writerow([csv_cell(rec.get(name)) for name in fields])
     return buf.getvalue()
 
 

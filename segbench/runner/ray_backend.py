@@ -223,7 +223,6 @@ class RayBackend:
         ray = self.ray
         if not ray.is_initialized():
             self._connect()
-        checkpoint_dir.mkdir(parents=True, exist_ok=True)
         # Workers need not share this process's working directory: send absolute paths.
         checkpoints = str(checkpoint_dir.resolve())
         import_path = [os.path.abspath(p) if p else os.getcwd() for p in sys.path]

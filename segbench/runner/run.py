@@ -27,6 +27,7 @@ from segbench.runner.results import JobResult
 from segbench.runner.scheduler import Backend, Event, LocalBackend, group_by_training, plan_workers
 from segbench.store.db import Database
 from segbench.store.liveness import heartbeat, heartbeat_seconds
+from segbench.store.provenance import run_outputs
 from segbench.store.recorder import (
     PlannedJob,
     Recorder,
@@ -198,7 +199,8 @@ def execute(
     for line in repair(db):
         console.print(f"[yellow]repaired[/] {line}")
     recorder = Recorder(db)
-    run_id = recorder.start_run(loaded, " ".join(sys.argv), torch_versions())
+    outputs = run_outputs(db.sqlite_path, workdir)
+    run_id = recorder.start_run(loaded, " ".join(sys.argv), torch_versions(), outputs)
     planned = recorder.plan(jobs, rerun)
     summary = RunSummary(run_id=run_id, total=len(jobs), cached=len(jobs) - len(planned))
     assert recorder.code_id is not None

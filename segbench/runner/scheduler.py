@@ -239,7 +239,6 @@ class LocalBackend:
     ) -> None:
         ctx = mp.get_context("spawn")
         task_q, event_q = ctx.Queue(), ctx.Queue()
-        checkpoint_dir.mkdir(parents=True, exist_ok=True)
         for task in tasks:
             task_q.put([(p.job_id, p.spec) for p in task])
         n = min(len(self.slots), len(tasks))

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Literal
 
 from sqlalchemy import delete, select, update
@@ -101,9 +102,11 @@ class Recorder:
         loaded: LoadedSuite,
         command: str,
         versions: dict[str, str | None],
+        outputs: tuple[Path, ...] = (),
     ) -> int:
-        sb = provenance.segbench_git_state()
-        st = provenance.git_state(loaded.path)
+        """Record the run's start; ``outputs`` (what the run writes itself) never make a tree dirty."""
+        sb = provenance.segbench_git_state(outputs)
+        st = provenance.git_state(loaded.path, outputs)
         self.code_id = provenance.code_id(sb, st)
         env = provenance.environment()
         driver = liveness.Driver.this_process()
