@@ -30,7 +30,7 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from segbench.runner.results import ArtifactValue, JobResult, MetricValue, SeriesValue
+from segbench.jobs import ArtifactValue, JobResult, MetricValue, SeriesValue
 
 
 @dataclass(frozen=True)
