@@ -119,6 +119,7 @@ class Keeper:
         return Kept(None, waiting)
 
     def refused(self, job_id: int, result: JobResult, exc: BaseException) -> JobResult:
+        """Record the job failed with the database's reason, when the database refused its results."""
         refused = JobResult(
             job_key=result.job_key,
             ok=False,

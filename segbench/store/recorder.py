@@ -20,7 +20,15 @@ from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
 import segbench
 from segbench.config import LoadedSuite
-from segbench.jobs import JobResult, JobSpec, PlannedJob
+from segbench.jobs import (
+    ArtifactValue,
+    EvidenceValue,
+    JobResult,
+    JobSpec,
+    MetricValue,
+    PlannedJob,
+    SeriesValue,
+)
 from segbench.store import liveness, provenance
 from segbench.store.db import Database
 from segbench.store.journal import Journal
@@ -29,6 +37,14 @@ from segbench.store.liveness import now
 from segbench.store.schema import Artifact, Claim, Hardware, ImageEvidence, Job, Metric, Run, Series
 
 Rerun = Literal["none", "failed", "all"]
+
+#: the table each of a result's values is recorded in
+_ROWS: dict[type, type] = {
+    MetricValue: Metric,
+    SeriesValue: Series,
+    ArtifactValue: Artifact,
+    EvidenceValue: ImageEvidence,
+}
 
 
 def failure_kind(result: JobResult) -> str | None:
@@ -199,37 +215,12 @@ class Recorder:
             job.finished_at = now()
             if result.hardware_key and result.hardware:
                 job.hardware_id = self._hardware(s, result.hardware_key, result.hardware)
-            for m in result.metrics:
-                s.add(
-                    Metric(
-                        job_id=job_id,
-                        stage=m.stage,
-                        name=m.name,
-                        value=m.value,
-                        unit=m.unit,
-                        samples=m.samples,
-                        extra=m.extra,
-                    )
-                )
-            for ser in result.series:
-                s.add(Series(job_id=job_id, name=ser.name, steps=ser.steps, values=ser.values))
-            for art in result.artifacts:
-                s.add(Artifact(job_id=job_id, name=art.name, media_type=art.media_type, data=art.data))
-            ev = result.evidence
-            if ev is not None:
-                s.add(
-                    ImageEvidence(
-                        job_id=job_id,
-                        dataset=ev.dataset,
-                        split=ev.split,
-                        images=ev.images,
-                        classes=ev.classes,
-                        images_sha=ev.images_sha,
-                        format=ev.format,
-                        arrays=ev.arrays,
-                        data=ev.data,
-                    )
-                )
+            # The value types name their columns (segbench/jobs.py): one row each, field for field.
+            values = [*result.metrics, *result.series, *result.artifacts]
+            if result.evidence is not None:
+                values.append(result.evidence)
+            for value in values:
+                s.add(_ROWS[type(value)](job_id=job_id, **vars(value)))
 
     @staticmethod
     def _hardware(s, key: str, identity: dict) -> int:  # type: ignore[no-untyped-def]
