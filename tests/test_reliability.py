@@ -410,6 +410,14 @@ def test_a_journaled_result_round_trips(tmp_path: Path) -> None:
     assert decode(json.loads(json.dumps(encode(res)))) == res
 
 
+def test_a_journaled_result_keeps_its_per_image_evidence() -> None:
+    from segbench.jobs import EvidenceValue, JobResult
+
+    evidence = EvidenceValue("diagnostic", "val", 4, 3, "sha", "npz-1", ["intersection"], bytes(range(256)))
+    res = JobResult(job_key="k", ok=True, evidence=evidence)
+    assert decode(json.loads(json.dumps(encode(res)))).evidence == evidence
+
+
 def db_path(db) -> str:  # type: ignore[no-untyped-def]
     from sqlalchemy.engine import make_url
 
