@@ -93,7 +93,7 @@ def run(
 ) -> None:
     """Expand a suite into jobs, run them on the available devices, record every number."""
     from segbench.config import load_suite
-    from segbench.runner.scheduler import check_workers
+    from segbench.runner.devices import check_workers
     from segbench.suite import DEFAULT_MAX_JOBS, expand, select
 
     check_workers(workers)  # before anything runs or is recorded, --at's runs included

@@ -1,145 +1,21 @@
 """Expansion of a validated suite into frozen, hashed JobSpecs.
 
-A job is one (dataset × model × variant × seed) experiment. Its ``job_key`` is
-the hash of its canonical JSON, so the same experiment at the same code version
-is recognised on a re-run and skipped. Its ``train_key`` hashes only what
-training depends on, so evaluation-only factors (``eval.output_stride``,
-``eval.scales``, ``eval.flip``) and measurement options share one checkpoint.
+A job is one (dataset × model × variant × seed) experiment; its type and keys
+live in :mod:`segbench.jobs`.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import itertools
-import json
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
 from segbench.config import LoadedSuite, Suite, VariantBlock
+from segbench.jobs import JobSpec, canonical_json
 
 #: Prefixes a factor key may carry; a bare key is a model option.
 SECTIONS = ("train", "eval", "measure", "dataset", "model")
-
-
-def canonical_json(obj: Any) -> str:
-    """Sorted, compact JSON: equal configs give equal strings, hence equal keys."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_jsonable)
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, tuple | set | frozenset):
-        return list(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON-serialisable")
-
-
-#: settings added after results were first recorded, with the default that means "as before": left out
-#: of the job key at that default, so adding a setting changes no recorded job's key (cached re-runs and
-#: ``segbench compare`` across commits still match)
-_LATER_DEFAULTS: dict[str, Any] = {"threshold": None}
-
-
-def _eval_key(settings: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in settings.items() if k not in _LATER_DEFAULTS or v != _LATER_DEFAULTS[k]}
-
-
-def short_hash(obj: Any) -> str:
-    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    """Plain data: everything a worker needs to run one job, nothing else."""
-
-    suite: str
-    model: str
-    model_label: str
-    model_options: dict[str, Any]
-    dataset: str
-    dataset_label: str
-    dataset_root: str | None
-    dataset_options: dict[str, Any]
-    train: dict[str, Any]
-    eval: dict[str, Any]
-    measure: dict[str, Any]
-    stages: tuple[str, ...]
-    seed: int
-    factors: dict[str, Any] = field(default_factory=dict)
-    block: str | None = None
-    variant: str | None = None
-
-    def experiment(self) -> dict[str, Any]:
-        """What defines the experiment's numbers (labels and grouping excluded)."""
-        return {
-            "model": self.model,
-            "model_options": self.model_options,
-            "dataset": self.dataset,
-            "dataset_root": self.dataset_root,
-            "dataset_options": self.dataset_options,
-            "train": self.train if "train" in self.stages else None,
-            "eval": _eval_key(self.eval) if "eval" in self.stages else None,
-            "measure": self.measure if {"complexity", "latency"} & set(self.stages) else None,
-            "stages": list(self.stages),
-            "seed": self.seed,
-        }
-
-    @property
-    def job_key(self) -> str:
-        return short_hash(self.experiment())
-
-    @property
-    def train_key(self) -> str:
-        return short_hash(
-            {
-                "model": self.model,
-                "model_options": self.model_options,
-                "dataset": self.dataset,
-                "dataset_root": self.dataset_root,
-                "dataset_options": self.dataset_options,
-                "train": self.train,
-                "seed": self.seed,
-            }
-        )
-
-    @property
-    def label(self) -> str:
-        """Human name used by ``--only`` and progress lines."""
-        parts = [self.model_label, self.dataset_label]
-        if self.variant:
-            parts.append(self.variant)
-        parts += [f"{k}={_fmt(v)}" for k, v in self.factors.items()]
-        if self.seed:
-            parts.append(f"seed={self.seed}")
-        return " ".join(parts)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "suite": self.suite,
-            "model": self.model,
-            "model_label": self.model_label,
-            "model_options": self.model_options,
-            "dataset": self.dataset,
-            "dataset_label": self.dataset_label,
-            "dataset_root": self.dataset_root,
-            "dataset_options": self.dataset_options,
-            "train": self.train,
-            "eval": self.eval,
-            "measure": self.measure,
-            "stages": list(self.stages),
-            "seed": self.seed,
-            "factors": self.factors,
-            "block": self.block,
-            "variant": self.variant,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> JobSpec:
-        return cls(**{**d, "stages": tuple(d["stages"])})
-
-
-def _fmt(v: Any) -> str:
-    return ",".join(map(str, v)) if isinstance(v, list | tuple) else str(v)
 
 
 def _split_key(key: str) -> tuple[str, str]:

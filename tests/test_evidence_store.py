@@ -19,7 +19,8 @@ import pytest
 from segbench.config import load_suite
 from segbench.regress.snapshot import Target, load_snapshot
 from segbench.report.query import load_report_data
-from segbench.runner.pipeline import JobContext, run_job
+from segbench.runner.backend import JobContext
+from segbench.runner.pipeline import run_job
 from segbench.store.db import open_db
 from segbench.store.recorder import Recorder
 from segbench.suite import expand

@@ -25,8 +25,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, select, text
 
+from segbench.jobs import ArtifactValue, SeriesValue
 from segbench.regress.merge import merge_databases
-from segbench.runner.results import ArtifactValue, SeriesValue
 from segbench.store import liveness
 from segbench.store.db import MIGRATIONS, open_db
 from segbench.store.journal import Journal, decode, encode
@@ -400,7 +400,7 @@ def wait_for_job(proc: subprocess.Popen[str], path: Path, status: str) -> None:
 
 
 def test_a_journaled_result_round_trips(tmp_path: Path) -> None:
-    from segbench.runner.results import JobResult
+    from segbench.jobs import JobResult
 
     res = JobResult(
         job_key="k", ok=True, hardware={"cpu": "x"}, hardware_key="h", stage_seconds={"eval": 1.5}
@@ -408,6 +408,14 @@ def test_a_journaled_result_round_trips(tmp_path: Path) -> None:
     res.add("latency_ms", 3.5, "ms", "latency", samples=[3.0, 4.0], extra={"cv": 0.1})
     res.artifacts.append(ArtifactValue("a.png", "image/png", bytes(range(256))))
     assert decode(json.loads(json.dumps(encode(res)))) == res
+
+
+def test_a_journaled_result_keeps_its_per_image_evidence() -> None:
+    from segbench.jobs import EvidenceValue, JobResult
+
+    evidence = EvidenceValue("diagnostic", "val", 4, 3, "sha", "npz-1", ["intersection"], bytes(range(256)))
+    res = JobResult(job_key="k", ok=True, evidence=evidence)
+    assert decode(json.loads(json.dumps(encode(res)))).evidence == evidence
 
 
 def db_path(db) -> str:  # type: ignore[no-untyped-def]

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from segbench.errors import UserError
-from segbench.runner.scheduler import plan_workers
+from segbench.runner.devices import plan_workers
 
 CORES = len(os.sched_getaffinity(0))
 

@@ -26,12 +26,12 @@ from sqlalchemy.exc import IntegrityError
 
 from segbench.config import load_suite
 from segbench.errors import UserError
-from segbench.runner.results import ArtifactValue, JobResult, MetricValue, SeriesValue
+from segbench.jobs import ArtifactValue, JobResult, JobSpec, MetricValue, SeriesValue
 from segbench.store import provenance
 from segbench.store.db import DEFAULT_URL, HEAD_REVISION, MIGRATIONS, Database, open_db, resolve_url
 from segbench.store.recorder import Recorder
 from segbench.store.schema import Base, Hardware, Job, Metric, Run
-from segbench.suite import JobSpec, expand
+from segbench.suite import expand
 from tests.test_regress_support import commit_file, git, init_repo
 from tests.test_spine import REPO, SUITE, db_rows, segbench
 

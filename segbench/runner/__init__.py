@@ -1,1 +1,1 @@
-"""Job execution: the per-job pipeline in worker processes, the scheduler and its backends."""
+"""Job execution: the backends and their seam, device planning, the per-job pipeline, and a run's recording listener and progress view."""

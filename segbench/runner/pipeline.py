@@ -7,85 +7,18 @@ stages before it are still returned, so a failed training keeps its FLOPs.
 
 from __future__ import annotations
 
-import signal
-import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
-from pathlib import Path
+from contextlib import contextmanager
 from typing import Any
 
 from segbench.config import EvalSettings, TrainSettings
-from segbench.runner.results import ArtifactValue, EvidenceValue, JobResult, SeriesValue
-from segbench.suite import JobSpec
+from segbench.jobs import ArtifactValue, EvidenceValue, JobResult, JobSpec, SeriesValue
+from segbench.runner.backend import JobContext
 
-#: Callback the scheduler passes in: (stage, detail) for the live progress line.
+#: Callback the backend passes in: (stage, detail) for the live progress line.
 Report = Callable[[str, str], None]
-
-
-class WorkerStopped(KeyboardInterrupt):
-    """The driver asked this worker to stop while it was doing something without a checkpoint."""
-
-
-class StopRequest:
-    """The driver's "stop now" to a worker: training saves its checkpoint and ends, anything else ends at once.
-
-    The local pool sends it as SIGTERM (:meth:`install`); the Ray backend sets it
-    from the task when Ray cancels it (:meth:`set`). Inside :meth:`deferred`
-    (training) the request only raises a flag, which the training loop reads
-    after every step; elsewhere (latency, evaluation, waiting for a task) the
-    signal handler raises :class:`WorkerStopped` at once: there is nothing to save.
-    """
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-        self._deferred = 0
-
-    def install(self) -> None:
-        """Take SIGTERM as the request (main thread only, where Python runs signal handlers)."""
-        signal.signal(signal.SIGTERM, self._on_signal)
-
-    def _on_signal(self, signum: int, frame: object) -> None:
-        self.set()
-        if not self._deferred:
-            raise WorkerStopped(signal.Signals(signum).name)
-
-    def set(self) -> None:
-        self._event.set()
-
-    def is_set(self) -> bool:
-        return self._event.is_set()
-
-    @property
-    def deferring(self) -> bool:
-        """Inside :meth:`deferred`: the request is taken at the next training step."""
-        return self._deferred > 0
-
-    @contextmanager
-    def deferred(self) -> Iterator[None]:
-        """A section that ends itself cleanly when :meth:`is_set`; raises on leaving if it did not."""
-        self._deferred += 1
-        try:
-            yield
-        finally:
-            self._deferred -= 1
-        if self.is_set():
-            raise WorkerStopped("stop requested")
-
-
-@dataclass(frozen=True)
-class JobContext:
-    device: str
-    checkpoint_dir: Path
-    #: held around the latency stage so it never shares its device with other work
-    exclusive: Callable[[], Any] = nullcontext
-    #: held around training/evaluation: shared with other workers, excluded by latency; what it
-    #: yields (if not None) has ``pause()``, which training calls to let a waiting measurement in
-    shared: Callable[[], Any] = nullcontext
-    #: set when the run is interrupted: training checkpoints where it is and stops
-    stop: StopRequest = field(default_factory=StopRequest)
 
 
 def run_job(spec: JobSpec, ctx: JobContext, report: Report | None = None) -> JobResult:

@@ -19,7 +19,7 @@ not retried: a task whose worker dies reports its job as lost, and
 
 Stopping: an interrupted run cancels its tasks gently first (``ray.cancel``
 raises KeyboardInterrupt in the task, whose training saves its checkpoint), waits
-up to :data:`~segbench.runner.scheduler.STOP_GRACE_SECONDS`, then force-cancels
+up to :data:`~segbench.runner.backend.STOP_GRACE_SECONDS`, then force-cancels
 what is left. A driver killed outright takes its local Ray instance with it: Ray
 ties the processes ``ray.init`` starts to the driver's life (``PR_SET_PDEATHSIG``
 on Linux, a reaper process elsewhere), and the raylet's workers die with the
@@ -43,18 +43,17 @@ from pathlib import Path
 from typing import Any
 
 from segbench.errors import UserError
-from segbench.runner.pipeline import StopRequest, run_job
-from segbench.runner.results import JobResult
-from segbench.runner.scheduler import (
+from segbench.jobs import JobResult, PlannedJob
+from segbench.runner.backend import (
     STOP_GRACE_SECONDS,
+    STOP_SIGNALS,
     Event,
-    check_workers,
+    StopRequest,
     lost_events,
-    threads_override,
-    usable_cores,
     worker_context,
 )
-from segbench.store.recorder import PlannedJob
+from segbench.runner.devices import check_workers, threads_override, usable_cores
+from segbench.runner.pipeline import run_job
 
 
 @dataclass(frozen=True)
@@ -156,8 +155,6 @@ def _run_one(spec: Any, job_id: int, ctx: Any, where: str, events: queue.SimpleQ
 
 
 def _signal_handlers() -> dict[signal.Signals, Any]:
-    from segbench.runner.run import STOP_SIGNALS
-
     if threading.current_thread() is not threading.main_thread():
         return {}  # only the main thread may set them, and only there are they delivered
     return {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}

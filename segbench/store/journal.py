@@ -30,7 +30,7 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from segbench.runner.results import ArtifactValue, JobResult, MetricValue, SeriesValue
+from segbench.jobs import ArtifactValue, EvidenceValue, JobResult, MetricValue, SeriesValue
 
 
 @dataclass(frozen=True)
@@ -50,9 +50,16 @@ def journal_path(url: str) -> Path:
 
 
 def encode(result: JobResult) -> dict[str, Any]:
+    """The result as JSON-ready data; bytes (artifacts, per-image evidence) as base64."""
     doc = asdict(result)
-    doc["artifacts"] = [{**a, "data": base64.b64encode(a["data"]).decode("ascii")} for a in doc["artifacts"]]
+    doc["artifacts"] = [{**a, "data": _text(a["data"])} for a in doc["artifacts"]]
+    if doc["evidence"] is not None:
+        doc["evidence"] = {**doc["evidence"], "data": _text(doc["evidence"]["data"])}
     return doc
+
+
+def _text(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
 
 
 def decode(doc: dict[str, Any]) -> JobResult:
@@ -62,7 +69,10 @@ def decode(doc: dict[str, Any]) -> JobResult:
     artifacts = [
         ArtifactValue(a["name"], a["media_type"], base64.b64decode(a["data"])) for a in doc.pop("artifacts")
     ]
-    return JobResult(metrics=metrics, series=series, artifacts=artifacts, **doc)
+    evidence = doc.pop("evidence", None)
+    if evidence is not None:
+        evidence = EvidenceValue(**{**evidence, "data": base64.b64decode(evidence["data"])})
+    return JobResult(metrics=metrics, series=series, artifacts=artifacts, evidence=evidence, **doc)
 
 
 class Journal:

@@ -10,52 +10,41 @@ journal (``store/journal.py``) and is retried, never recorded as a failure.
 from __future__ import annotations
 
 import hashlib
-import time
-import traceback
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
 import segbench
 from segbench.config import LoadedSuite
-from segbench.runner.results import JobResult
+from segbench.jobs import (
+    ArtifactValue,
+    EvidenceValue,
+    JobResult,
+    JobSpec,
+    MetricValue,
+    PlannedJob,
+    SeriesValue,
+)
 from segbench.store import liveness, provenance
 from segbench.store.db import Database
-from segbench.store.journal import Entry, Journal
+from segbench.store.journal import Journal
+from segbench.store.keeping import Keeper, Kept, Replayed, patiently, record_patience
 from segbench.store.liveness import now
 from segbench.store.schema import Artifact, Claim, Hardware, ImageEvidence, Job, Metric, Run, Series
-from segbench.suite import JobSpec
 
 Rerun = Literal["none", "failed", "all"]
 
-#: seconds between attempts to record a result the database could not take (then doubling)
-RETRY_FIRST_DELAY = 0.5
-
-
-def record_patience() -> float:
-    """How long a driver retries a result the database cannot take before leaving it in the journal."""
-    return liveness.env_seconds("SEGBENCH_RECORD_PATIENCE", 120.0)
-
-
-def patiently(step: Callable[[], None], patience: float) -> None:
-    """Run the transaction ``step``, retrying with backoff for ``patience`` seconds while the database is busy."""
-    deadline = time.monotonic() + patience
-    delay = RETRY_FIRST_DELAY
-    while True:
-        try:
-            step()
-            return
-        except Exception as exc:
-            if not transient(exc) or time.monotonic() + delay > deadline:
-                raise
-        time.sleep(delay)
-        delay = min(delay * 2, 10.0)
+#: the table each of a result's values is recorded in
+_ROWS: dict[type, type] = {
+    MetricValue: Metric,
+    SeriesValue: Series,
+    ArtifactValue: Artifact,
+    EvidenceValue: ImageEvidence,
+}
 
 
 def failure_kind(result: JobResult) -> str | None:
@@ -69,24 +58,6 @@ def failure_kind(result: JobResult) -> str | None:
     return "model"
 
 
-def transient(exc: BaseException) -> bool:
-    """The database cannot take a write *now* (locked, connection lost), as opposed to refusing it."""
-    return isinstance(exc, OperationalError | InterfaceError) and not isinstance(exc, IntegrityError)
-
-
-def database_reason(exc: BaseException) -> str:
-    """The database's own words ("database is locked"), not SQLAlchemy's wrapper around them."""
-    orig = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
-    first = next(iter(str(orig).strip().splitlines()), "")
-    return f"{type(orig).__name__}: {first}"
-
-
-@dataclass(frozen=True)
-class PlannedJob:
-    job_id: int
-    spec: JobSpec
-
-
 class Recorder:
     """Writes one run. Everything goes through here; workers never write."""
 
@@ -96,6 +67,7 @@ class Recorder:
         self.run_uid: str | None = None
         self.code_id: str | None = None
         self.journal = Journal(db.url)
+        self.keeper = Keeper(db, self.journal, self.record)
 
     def start_run(
         self,
@@ -243,37 +215,12 @@ class Recorder:
             job.finished_at = now()
             if result.hardware_key and result.hardware:
                 job.hardware_id = self._hardware(s, result.hardware_key, result.hardware)
-            for m in result.metrics:
-                s.add(
-                    Metric(
-                        job_id=job_id,
-                        stage=m.stage,
-                        name=m.name,
-                        value=m.value,
-                        unit=m.unit,
-                        samples=m.samples,
-                        extra=m.extra,
-                    )
-                )
-            for ser in result.series:
-                s.add(Series(job_id=job_id, name=ser.name, steps=ser.steps, values=ser.values))
-            for art in result.artifacts:
-                s.add(Artifact(job_id=job_id, name=art.name, media_type=art.media_type, data=art.data))
-            ev = result.evidence
-            if ev is not None:
-                s.add(
-                    ImageEvidence(
-                        job_id=job_id,
-                        dataset=ev.dataset,
-                        split=ev.split,
-                        images=ev.images,
-                        classes=ev.classes,
-                        images_sha=ev.images_sha,
-                        format=ev.format,
-                        arrays=ev.arrays,
-                        data=ev.data,
-                    )
-                )
+            # The value types name their columns (segbench/jobs.py): one row each, field for field.
+            values = [*result.metrics, *result.series, *result.artifacts]
+            if result.evidence is not None:
+                values.append(result.evidence)
+            for value in values:
+                s.add(_ROWS[type(value)](job_id=job_id, **vars(value)))
 
     @staticmethod
     def _hardware(s, key: str, identity: dict) -> int:  # type: ignore[no-untyped-def]
@@ -319,90 +266,16 @@ class Recorder:
 
         patiently(close, record_patience())
 
-    # --- keeping every result ------------------------------------------------------------------
+    # --- keeping every result (store/keeping.py) -------------------------------------------------
 
     def keep(self, job_id: int, result: JobResult, patience: float) -> Kept:
-        """Record ``result``, whatever the database is going through; say what became of it.
-
-        A transient failure (locked past the busy timeout, connection lost) puts
-        the result in the journal and retries with backoff for ``patience``
-        seconds; if the database still cannot take it, it stays in the journal
-        for a later replay. A result the database refuses outright (a
-        constraint) is rolled back whole and the job recorded failed with the
-        database's reason.
-        """
+        """Record ``result`` for this run, through the journal if the database cannot take it now."""
         assert self.run_uid is not None
-        try:
-            self.record(job_id, result)
-            return Kept(result)
-        except Exception as exc:
-            if not transient(exc):
-                return Kept(self._refused(job_id, result, exc))
-            waiting = database_reason(exc)
-        self.journal.append(self.run_uid, job_id, result)
-        deadline = time.monotonic() + patience
-        delay = RETRY_FIRST_DELAY
-        while time.monotonic() + delay <= deadline:
-            time.sleep(delay)
-            delay = min(delay * 2, 10.0)
-            replayed = self.replay()
-            if job_id in replayed.jobs:
-                return Kept(replayed.jobs[job_id])
-            if not any(e.job_id == job_id and e.run_uid == self.run_uid for e in self.journal.entries()):
-                return Kept(result)  # another command's replay recorded it meanwhile
-            waiting = replayed.waiting or waiting
-        return Kept(None, waiting)
-
-    def _refused(self, job_id: int, result: JobResult, exc: BaseException) -> JobResult:
-        refused = JobResult(
-            job_key=result.job_key,
-            ok=False,
-            stage_seconds=result.stage_seconds,
-            device=result.device,
-            error=f"the database refused this job's results: {database_reason(exc)}",
-            traceback="".join(traceback.format_exception(exc)),
-            failed_stage="record",
-        )
-        self.record(job_id, refused)
-        return refused
+        return self.keeper.keep(self.run_uid, job_id, result, patience)
 
     def replay(self) -> Replayed:
-        """Record what the journal holds; keep there what the database still cannot take."""
-        replayed = Replayed()
-        if not self.journal.exists():
-            return replayed
-        with self.journal.replaying() as (entries, kept):
-            for entry in entries:
-                try:
-                    line = self._replay_one(entry, replayed)
-                except Exception as exc:
-                    if not transient(exc):
-                        raise
-                    replayed.waiting = database_reason(exc)
-                    kept.append(entry)
-                    continue
-                if line:
-                    replayed.lines.append(line)
-        return replayed
-
-    def _replay_one(self, entry: Entry, replayed: Replayed) -> str | None:
-        """Record one journal entry unless its job holds a result already; the line to report."""
-        with self.db.sessions() as s:
-            job = s.get(Job, entry.job_id)
-            owner = s.get(Run, job.run_id) if job is not None else None
-            if job is None or owner is None or owner.uid != entry.run_uid:
-                return f"journal: job {entry.job_id} of run {entry.run_uid} is not in this database; dropped"
-            if job.status in ("done", "failed"):
-                return None  # recorded already (by an earlier replay): nothing twice
-            label, run_id = job.label, owner.id
-        try:
-            self.record(entry.job_id, entry.result)
-            replayed.jobs[entry.job_id] = entry.result
-        except Exception as exc:
-            if transient(exc):
-                raise
-            replayed.jobs[entry.job_id] = self._refused(entry.job_id, entry.result, exc)
-        return f"journal: recorded job {entry.job_id} of run {run_id} ({label})"
+        """Record what the journal holds (any run's); keep there what the database still cannot take."""
+        return self.keeper.replay()
 
     # --- liveness and claims -----------------------------------------------------------------
 
@@ -500,25 +373,6 @@ class Recorder:
                 .order_by(Job.position)
             ).all()
         return [(label, error) for label, error in rows]
-
-
-@dataclass(frozen=True)
-class Kept:
-    """What became of a result: recorded (``result``; a refusal is recorded as a failed one), or not yet."""
-
-    result: JobResult | None
-    #: while the result waits in the journal: the database's reason ("database is locked")
-    waiting: str | None = None
-
-
-@dataclass
-class Replayed:
-    """What a journal replay recorded (job id → result as recorded), and why the rest still waits."""
-
-    jobs: dict[int, JobResult] = field(default_factory=dict)
-    lines: list[str] = field(default_factory=list)
-    #: the database's reason, when some results are still waiting in the journal
-    waiting: str | None = None
 
 
 def repair(db: Database) -> list[str]:

@@ -1,4 +1,4 @@
-"""The local scheduler: one worker process per GPU, or CPU workers that split the cores.
+"""The local backend: one worker process per GPU, or CPU workers that split the cores.
 
 Jobs that share a ``train_key`` (they differ only in evaluation or measurement
 factors) form one task and run in order on one worker: the first trains, the
@@ -22,178 +22,14 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from segbench.errors import UserError
+from segbench.jobs import PlannedJob
+from segbench.runner.backend import STOP_GRACE_SECONDS, Event, StopRequest, lost_events, worker_context
+from segbench.runner.devices import WorkerSlot
 from segbench.runner.lifeline import die_with_parent
-from segbench.runner.node_lock import NodeDeviceLock
-from segbench.runner.pipeline import JobContext, StopRequest, run_job
-from segbench.runner.results import JobResult
-from segbench.store.recorder import PlannedJob
-
-#: how long an interrupted run waits for its workers to save their checkpoints before killing them
-STOP_GRACE_SECONDS = 30.0
-
-
-@dataclass(frozen=True)
-class Event:
-    """What the writer hears: ``start``, ``stage`` (progress), ``result``, ``lost``."""
-
-    kind: str
-    worker: int
-    job_id: int | None = None
-    stage: str = ""
-    detail: str = ""
-    result: JobResult | None = None
-    #: where the job runs (``start`` events): ``cpu``, ``cuda``, or ``cpu@node`` on a cluster
-    device: str = ""
-
-
-class Backend(Protocol):
-    """The seam between planning/recording and execution: a local pool, or a Ray cluster."""
-
-    def run(
-        self, tasks: list[list[PlannedJob]], on_event: Callable[[Event], None], checkpoint_dir: Path
-    ) -> None:
-        """Run every task (its jobs in order), passing their events to ``on_event`` in this process."""
-
-
-def group_by_training(planned: list[PlannedJob]) -> list[list[PlannedJob]]:
-    """Tasks in suite order; each holds the jobs that share one trained checkpoint."""
-    groups: dict[str, list[PlannedJob]] = {}
-    for job in planned:
-        groups.setdefault(job.spec.train_key, []).append(job)
-    return list(groups.values())
-
-
-def lost_events(
-    task: list[PlannedJob], job_id: int, worker: int, why: str, on_event: Callable[[Event], None]
-) -> None:
-    """Report ``job_id`` lost with ``why``, and the jobs after it in its task as not run.
-
-    The later jobs would have loaded the checkpoint the lost one was making;
-    they are recorded failed (so the run says what is missing, and
-    ``--rerun failed`` runs the whole group again), never left pending.
-    """
-    position = [p.job_id for p in task].index(job_id)
-    on_event(Event("lost", worker, job_id, detail=why))
-    lost_label = task[position].spec.label
-    for later in task[position + 1 :]:
-        on_event(
-            Event(
-                "lost",
-                worker,
-                later.job_id,
-                detail=f"not run: it shares its training with {lost_label}, which was lost ({why})",
-            )
-        )
-
-
-@dataclass(frozen=True)
-class WorkerSlot:
-    index: int
-    device: str  # "cpu" or "cuda" (inside the worker, the one visible GPU)
-    visible_gpu: str | None
-    threads: int
-
-
-def check_workers(workers: int | None) -> None:
-    """``--workers N`` is a count of workers, at least one; not given means one per GPU, else one."""
-    if workers is not None and workers < 1:
-        raise UserError(
-            f"--workers {workers}: expected a number of workers of at least 1 "
-            "(leave it out for one per GPU, or one CPU worker)"
-        )
-
-
-def plan_workers(devices: str, workers: int | None) -> list[WorkerSlot]:
-    """Turn ``--devices auto|cpu|0,1`` and ``--workers`` into worker slots.
-
-    Each worker gets the usable cores divided by the number of workers as its
-    torch threads, or ``$OMP_NUM_THREADS`` when the user set it (they may share
-    the machine with others, or want one thread per job for stable timings).
-    """
-    check_workers(workers)
-    gpus = _visible_gpus() if devices == "auto" else [] if devices == "cpu" else _parse_gpus(devices)
-    cores = usable_cores()
-    if gpus:
-        if workers is not None and workers != len(gpus):
-            raise UserError(f"--workers {workers}: with GPUs segbench runs one worker per GPU ({len(gpus)})")
-        threads = threads_override() or max(1, cores // len(gpus))
-        return [WorkerSlot(i, "cuda", g, threads=threads) for i, g in enumerate(gpus)]
-    n = workers or 1
-    if n > cores:
-        raise UserError(
-            f"--workers {n}: this machine has {cores} usable CPU core(s); each worker needs at least one"
-        )
-    threads = threads_override() or cores // n
-    return [WorkerSlot(i, "cpu", None, threads=threads) for i in range(n)]
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (CPU affinity / cpusets), not every core of the machine."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def threads_override() -> int | None:
-    value = os.environ.get("OMP_NUM_THREADS", "").strip()
-    if not value:
-        return None
-    if not value.isdigit() or int(value) < 1:
-        raise UserError(f"OMP_NUM_THREADS='{value}': expected a positive whole number of threads")
-    return int(value)
-
-
-def _parse_gpus(devices: str) -> list[str]:
-    ids = [d.strip() for d in devices.split(",") if d.strip()]
-    if not ids or not all(d.isdigit() for d in ids):
-        raise UserError(f"--devices '{devices}': expected auto, cpu, or GPU indices like 0,1")
-    available = _visible_gpus()
-    missing = [d for d in ids if d not in available]
-    if missing:
-        raise UserError(
-            f"--devices {devices}: GPU(s) {', '.join(missing)} not present (visible: {available or 'none'})"
-        )
-    return ids
-
-
-def _visible_gpus() -> list[str]:
-    import torch
-
-    if not torch.cuda.is_available():
-        return []
-    env = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if env:
-        return [d.strip() for d in env.split(",") if d.strip()][: torch.cuda.device_count()]
-    return [str(i) for i in range(torch.cuda.device_count())]
-
-
-def worker_context(
-    device: str, threads: int, checkpoint_dir: str, stop: StopRequest | None = None
-) -> JobContext:
-    """What a worker process runs jobs with, for either backend.
-
-    Its torch threads, and on CPU this machine's device lock (latency
-    exclusive, training and evaluation shared); a GPU worker owns its GPU.
-    ``stop`` is how the backend tells the worker's jobs that the run is stopping.
-    """
-    import torch
-
-    torch.set_num_threads(threads)
-    lock = NodeDeviceLock("cpu") if device == "cpu" else None
-    return JobContext(
-        device=device,
-        checkpoint_dir=Path(checkpoint_dir),
-        exclusive=lock.exclusive if lock else nullcontext,
-        shared=lock.shared if lock else nullcontext,
-        stop=stop or StopRequest(),
-    )
+from segbench.runner.pipeline import run_job
 
 
 def _worker_main(slot: WorkerSlot, tasks: Any, events: Any, checkpoint_dir: str, parent_pid: int) -> None:
