@@ -206,6 +206,9 @@ def _ignore_sigint() -> None:
 def test_ctrl_c_keeps_finished_jobs(workspace: Path, stop: signal.Signals, backend: str) -> None:
     # A short job first, then one that would train for hours: the signal always lands mid-run.
     text = SUITE.replace("width: [4, 8]", "width: [4]\n    train.iterations: [3, 1000000]")
+    # every training forward leaves a 't': past the short job's 3, the long one is training
+    trace = workspace / "trace.txt"
+    text = text.replace("label: tiny", f"label: tiny\n    options: {{trace: '{trace}'}}")
     (workspace / "suite.yaml").write_text(text)
     env = {**os.environ, "PYTHONPATH": str(REPO), "SEGBENCH_DB": "", "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
@@ -228,6 +231,8 @@ def test_ctrl_c_keeps_finished_jobs(workspace: Path, stop: signal.Signals, backe
                 seen_done = db_rows(db, "select count(*) from jobs where status = 'done'")[0][0] >= 1
             except sqlite3.OperationalError:
                 continue  # the schema is still being created
+            # a stop before the long job trains would leave nothing to save: wait for its first step
+            seen_done = seen_done and trace.exists() and trace.read_text().count("t") > 3
     if not seen_done:
         os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate(timeout=60)
