@@ -303,7 +303,7 @@ def _check_eval_stride(
     """eval.output_stride must be one the model can switch to: else every evaluation fails."""
     from segbench.errors import UserError
     from segbench.models import get_entry
-    from segbench.models.catalog import is_import_path
+    from segbench.plugins import is_import_path
 
     stride = evals["output_stride"]
     if "eval" not in stages or stride is None or is_import_path(model):
@@ -312,12 +312,11 @@ def _check_eval_stride(
     if entry.open_options:
         return  # a plugin factory: only building it tells
     loc = ("variants", bi) if from_grid else ("eval", "output_stride")
-    try:
-        spec = entry.option("output_stride")
-    except KeyError:
+    spec = next((o for o in entry.options if o.name == "output_stride"), None)
+    if spec is None:
         raise loaded.error(
             loc, f"{stride}: model '{model}' cannot change its output stride (it has none); leave it unset"
-        ) from None
+        )
     if spec.choices is not None and stride not in spec.choices:
         raise loaded.error(
             loc, f"{stride}: model '{model}' has output strides {', '.join(map(str, spec.choices))}"

@@ -20,8 +20,9 @@ from collections.abc import Callable
 from typing import Any
 
 from segbench.errors import UserError
-from segbench.models.catalog import ModelEntry, entries, get_entry, is_import_path, load_object
+from segbench.models.catalog import ModelEntry, entries, get_entry
 from segbench.options import check_plain_options
+from segbench.plugins import is_import_path, load_object
 
 __all__ = ["CLASS_COUNT_KWARGS", "ModelEntry", "build_model", "entries", "get_entry", "resolve_options"]
 

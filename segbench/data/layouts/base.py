@@ -217,7 +217,7 @@ def strip_suffix(name: str, suffix: str) -> str | None:
 
 def open_layout(entry: DatasetEntry, root: str | Path | None, options: Mapping[str, Any]) -> Layout:
     """The layout reader of an on-disk dataset, at ``root`` or ``$SEGBENCH_DATA/<name>``."""
-    from segbench.models.catalog import load_object
+    from segbench.plugins import load_object
 
     layout_class = load_object(entry.loader)
     return layout_class(entry, entry.resolve_root(root), options)
