@@ -47,9 +47,7 @@ NOT_AN_ENTRY = "a string"
 """
 
 LAYOUT_SOURCE = """
-from pathlib import Path
-
-from segbench.data.layouts.base import Layout, Listing, files_by_key, index_table, pair_up
+from segbench.data.layouts.base import Layout, index_table, listing_by_stem
 
 
 class Tiles(Layout):
@@ -59,12 +57,7 @@ class Tiles(Layout):
     def list_split(self, split):
         image_dir = self.require_dir(self.root / "images" / split, f"the {split} images")
         mask_dir = self.require_dir(self.root / "masks" / split, f"the {split} masks")
-        images = files_by_key(image_dir, (".png",), lambda name: Path(name).stem)
-        masks = files_by_key(mask_dir, (".png",), lambda name: Path(name).stem)
-        pairs, problems = pair_up(
-            images, masks, lambda k: mask_dir / f"{k}.png", lambda k: image_dir / f"{k}.png"
-        )
-        return Listing(split, pairs, problems)
+        return listing_by_stem(split, image_dir, mask_dir, (".png",), ".png")
 
     def label_table(self, kind):
         return index_table(self.num_classes, self.ignore_index)
