@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 
 from segbench.cli_options import DbOption
+from segbench.cli_output import console, emit, os_reason, print_jobs
 
 app = typer.Typer(
     name="segbench",
@@ -50,12 +51,6 @@ class ListWhat(str, Enum):
     suites = "suites"
     runs = "runs"
     jobs = "jobs"
-
-
-def _console(stderr: bool = False):  # type: ignore[no-untyped-def]
-    from rich.console import Console
-
-    return Console(stderr=stderr)
 
 
 @app.command()
@@ -107,7 +102,7 @@ def run(
     if not jobs:
         raise _user_error(f"--only '{only}' matches none of the suite's jobs")
     if dry_run:
-        _print_jobs(loaded.suite.name, jobs)
+        print_jobs(loaded.suite.name, jobs)
         return
     from segbench.runner.run import execute, make_backend
     from segbench.store.db import open_db
@@ -122,21 +117,21 @@ def run(
     summary = execute(
         loaded, jobs, database, backend=runner, rerun=rerun.value if rerun else "none", workdir=workdir
     )
-    console = _console()
+    screen = console()
     reused_failures = f" ({len(summary.cached_failed)} reused)" if summary.cached_failed else ""
-    console.print(
+    screen.print(
         f"run {summary.run_id}: {summary.ran} ran, {summary.cached} reused, {summary.failures()} failed"
         f"{reused_failures} in {summary.seconds:.1f}s → {database.display_url}"
     )
     for failure in summary.cached_failed:
-        console.print(f"[red]failed[/] (reused; --rerun failed retries it) {failure}")
+        screen.print(f"[red]failed[/] (reused; --rerun failed retries it) {failure}")
     if summary.journaled:
-        console.print(
+        screen.print(
             f"[yellow]{len(summary.journaled)} result(s) wait in the journal[/]: the database could not take "
             "them; `segbench db repair` (or the next run) records them"
         )
     if summary.interrupted:
-        console.print("[yellow]interrupted[/]: finished jobs are recorded; run again to resume the rest")
+        screen.print("[yellow]interrupted[/]: finished jobs are recorded; run again to resume the rest")
         raise typer.Exit(130)
     if summary.failures() or summary.journaled:
         raise typer.Exit(1)
@@ -169,61 +164,9 @@ def _run_at(
     if rerun is not None:
         extra += ["--rerun", rerun.value]
     run_ids = run_at_revisions(suite, revisions, extra, resolve_url(db))
-    _console().print(
+    console().print(
         "recorded " + ", ".join(f"run {rid} at {rev}" for rid, rev in zip(run_ids, revisions, strict=True))
     )
-
-
-#: Past this many jobs ``--dry-run`` prints tab-separated columns instead of a rich table.
-_RICH_TABLE_ROWS = 500
-
-
-def _print_jobs(name: str, jobs: list) -> None:  # type: ignore[type-arg]
-    """The expanded jobs; what every job shares (model, dataset, seed, stages) goes in the title."""
-    from rich.table import Table
-
-    from segbench.suite import varied_factors
-
-    factors = varied_factors(jobs)
-    shared = []
-    columns = ["#", "job key"]
-    per_job = {
-        "model": [j.model_label for j in jobs],
-        "dataset": [j.dataset_label for j in jobs],
-        "seed": [str(j.seed) for j in jobs],
-        "stages": [",".join(j.stages) for j in jobs],
-    }
-    for col, values in per_job.items():
-        if len(set(values)) == 1:
-            shared.append(f"{col} {values[0]}")
-        else:
-            columns.append(col)
-    title, caption = f"{name}: {len(jobs)} job(s)", " · ".join(shared)
-    if len(jobs) > _RICH_TABLE_ROWS:
-        # rich lays a table out cell by cell (milliseconds a row): a big grid prints plain columns.
-        head = [*columns, *factors]
-        lines = [title, caption, "\t".join(head)]
-        for i, job in enumerate(jobs):
-            cells = [str(i), job.job_key, *(per_job[col][i] for col in columns[2:])]
-            lines.append("\t".join([*cells, *(_factor_text(job.factors.get(f)) for f in factors)]))
-        sys.stdout.write("\n".join(lines) + "\n")
-        return
-    table = Table(title=title, caption=caption)
-    for col in columns:
-        table.add_column(col, no_wrap=col in ("#", "job key"))
-    for col in factors:
-        table.add_column(col, overflow="fold")
-    for i, job in enumerate(jobs):
-        cells = [str(i), job.job_key]
-        cells += [per_job[col][i] for col in columns[2:]]
-        table.add_row(*cells, *(_factor_text(job.factors.get(f)) for f in factors))
-    _console().print(table)
-
-
-def _factor_text(value: object) -> str:
-    if isinstance(value, list | tuple):
-        return ",".join(str(v) for v in value)
-    return "" if value is None else str(value)
 
 
 @app.command()
@@ -258,14 +201,14 @@ def report(
     database = open_db(db, create=False)
     data = load_report_data(database, suite=suite, run=run)
     if data.run.incomplete:
-        _console(stderr=True).print(f"[yellow]warning[/]: {data.run.incomplete}")
+        console(stderr=True).print(f"[yellow]warning[/]: {data.run.incomplete}")
     if pivot is not None:
         from segbench.report.pivot import pivot_table
 
         if metric is None:
             raise _user_error("--pivot needs --metric, e.g. --pivot model,dataset --metric mIoU")
         text = pivot_table(data, _names(pivot), metric, _names(columns) if columns else None, format.value)
-        _emit(text, out)
+        emit(text, out)
         return
     table = build_table(data)
     if plots is not None:
@@ -274,61 +217,21 @@ def report(
         try:
             written = write_plots(database, data, table, plots)
         except OSError as exc:
-            raise _user_error(f"--plots {plots}: cannot write the plots there: {_os_reason(exc)}") from None
-        _console(stderr=True).print(f"wrote {len(written)} plot(s) to {plots}")
+            raise _user_error(f"--plots {plots}: cannot write the plots there: {os_reason(exc)}") from None
+        console(stderr=True).print(f"wrote {len(written)} plot(s) to {plots}")
     if format is ReportFormat.html:
         from segbench.report.html import render_html
 
         target = out or Path("reports") / f"{data.run.suite_name}.html"
-        _emit(render_html(database, data, table), target)
+        emit(render_html(database, data, table), target)
         return
     from segbench.report.render import RENDERERS
 
-    _emit(RENDERERS[format.value](table), out)
+    emit(RENDERERS[format.value](table), out)
 
 
 def _names(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def _emit(text: str, out: Path | None) -> None:
-    """Print ``text``, or write it to ``out`` whole or not at all.
-
-    Missing parent folders are created (``reports/x.md`` in a fresh checkout just
-    works); the text goes to a temporary file beside ``out`` that replaces it in
-    one step, so a full disk or an interrupt never leaves half a report behind.
-    """
-    if out is None:
-        sys.stdout.write(text)
-        return
-    import os
-    import tempfile
-
-    if out.is_dir():
-        raise _user_error(f"--out {out}: is a directory; give a file name")
-    tmp: str | None = None
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # the permissions a plain write would give, not mkstemp's 0600
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, out)
-        tmp = None
-    except OSError as exc:
-        raise _user_error(f"--out {out}: cannot write the report: {_os_reason(exc)}") from None
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-    _console(stderr=True).print(f"wrote {out}")
-
-
-def _os_reason(exc: OSError) -> str:
-    """An OSError as a reason a user can act on (``No space left on device: 'reports'``)."""
-    where = f": '{exc.filename}'" if exc.filename else ""
-    return f"{exc.strerror or exc}{where}"
 
 
 @app.command("list")
@@ -341,17 +244,17 @@ def list_(
     """What is there: models and datasets segbench knows, suites on disk, recorded runs and jobs."""
     from segbench import listing
 
-    console = _console()
+    screen = console()
     if what is ListWhat.models:
-        console.print(listing.models_table())
+        screen.print(listing.models_table())
     elif what is ListWhat.datasets:
-        console.print(listing.datasets_table())
+        screen.print(listing.datasets_table())
     elif what is ListWhat.suites:
-        console.print(listing.suites_table(suites_dir))
+        screen.print(listing.suites_table(suites_dir))
     elif what is ListWhat.runs:
-        console.print(listing.runs_table(db))
+        screen.print(listing.runs_table(db))
     else:
-        console.print(listing.jobs_table(db, run))
+        screen.print(listing.jobs_table(db, run))
 
 
 @app.command()
@@ -362,7 +265,7 @@ def show(
     """Everything recorded about one job: config, provenance, every metric, errors."""
     from segbench import listing
 
-    listing.show_job(_console(), db, job_id)
+    listing.show_job(console(), db, job_id)
 
 
 @app.command()
@@ -383,24 +286,24 @@ def gc(
         plan = plan_gc(database, workdir, keep)
     finally:
         database.close()
-    console = _console()
+    screen = console()
     for f in plan.remove:  # one plain line each (no wrapping): a script can read them
         typer.echo(f"{'removing' if yes else 'would remove'} {f.path} ({f.size / 2**20:.1f} MB)")
     kept = {state: sum(f.state == state for f in plan.keep) for state in ("needed", "finished", "unknown")}
-    console.print(
+    screen.print(
         f"kept {kept['needed']} needed by unfinished jobs, {kept['finished']} newest finished "
         f"(--keep {keep}), {kept['unknown']} unknown to {database.display_url}"
     )
     if not plan.remove:
-        console.print("nothing to remove")
+        screen.print("nothing to remove")
     elif yes:
         try:
             apply_gc(plan)
         except OSError as exc:
-            raise _user_error(f"gc: cannot remove checkpoints: {_os_reason(exc)}") from None
-        console.print(f"removed {len(plan.remove)} file(s), {plan.freed / 2**20:.1f} MB")
+            raise _user_error(f"gc: cannot remove checkpoints: {os_reason(exc)}") from None
+        screen.print(f"removed {len(plan.remove)} file(s), {plan.freed / 2**20:.1f} MB")
     else:
-        console.print(f"{len(plan.remove)} file(s), {plan.freed / 2**20:.1f} MB: run with --yes to delete")
+        screen.print(f"{len(plan.remove)} file(s), {plan.freed / 2**20:.1f} MB: run with --yes to delete")
 
 
 def _user_error(message: str):  # type: ignore[no-untyped-def]
@@ -409,15 +312,16 @@ def _user_error(message: str):  # type: ignore[no-untyped-def]
     return UserError(message)
 
 
-def _mount_subapps() -> None:
-    from segbench.data.cli import app as datasets_app
-    from segbench.regress.cli import register
+def _mount_command_groups() -> None:
+    """Each command group mounts itself one way: its module's ``register(app)`` adds its commands."""
+    from segbench.data.cli import register as register_datasets
+    from segbench.regress.cli import register as register_regress
 
-    app.add_typer(datasets_app, name="datasets", help="Check a dataset tree on disk, or preview samples.")
-    register(app)
+    for register in (register_datasets, register_regress):
+        register(app)
 
 
-_mount_subapps()
+_mount_command_groups()
 
 
 def main() -> None:

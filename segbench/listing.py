@@ -31,6 +31,7 @@ def models_table() -> Table:
             for o in entry.options
         )
         what = entry.summary + (f"\n[dim]{entry.paper}[/]" if entry.paper else "")
+        what += f"\n[dim]{entry.params_note}[/]" if entry.params_note else ""
         table.add_row(entry.name, what, opts or "(factory's own keyword arguments)")
     table.caption = "Your own model: name it as package.module:factory in a suite, or publish a 'segbench.models' entry point."
     return table

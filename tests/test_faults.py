@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from segbench.runner.lifeline import children
+from segbench.lifeline import children
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "SEGBENCH_DB": "", "OMP_NUM_THREADS": "1"}

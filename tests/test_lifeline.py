@@ -21,7 +21,7 @@ PARENT = textwrap.dedent(
     import multiprocessing as mp, os, sys, time
 
     def child(parent_pid, queue, use_prctl):
-        import segbench.runner.lifeline as lifeline
+        import segbench.lifeline as lifeline
         if not use_prctl:  # what a system without prctl has left: the polling thread
             lifeline._set_pdeathsig = lambda sig: False
         lifeline.die_with_parent(parent_pid)
@@ -81,7 +81,7 @@ def test_child_blocked_on_a_queue_dies_when_its_parent_is_killed(tmp_path: Path,
 def test_a_parent_gone_before_the_guard_was_set_is_noticed_at_once() -> None:
     # The recorded parent is not this process's parent (as when the real one died between
     # the spawn and the prctl call, and the child was re-parented): it must exit.
-    code = "from segbench.runner.lifeline import die_with_parent; import time\n"
+    code = "from segbench.lifeline import die_with_parent; import time\n"
     code += f"die_with_parent({os.getppid()}); time.sleep(60)"  # its grandparent, not its parent
     proc = subprocess.run([sys.executable, "-c", code], env=ENV, timeout=60)
     assert proc.returncode == 1

@@ -5,6 +5,12 @@ validation (``--dry-run``, "did you mean") must be instant, so what a dataset
 *is* (its classes, palette, where its files go, which options it takes) is
 declared here in plain Python. The loader that reads files (numpy, PIL) is named
 by an import path and imported only when a job builds the dataset.
+
+Third-party packages add datasets the way they add models: an entry point in the
+``segbench.datasets`` group names a :class:`DatasetEntry` (whose ``loader`` is
+their :class:`~segbench.data.layouts.base.Layout`). Entry points are read on the
+first look-up, and a plugin's module is imported only when its dataset is named
+or listed, so a broken plugin fails where it is used, naming its entry point.
 """
 
 from __future__ import annotations
@@ -12,15 +18,18 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from segbench.data import classes as C
+import segbench.data.classes as C
 from segbench.errors import UserError, did_you_mean
 from segbench.options import OptionSpec, is_dir, resolve_options
+from segbench.plugins import describe, entry_points, load_entry_point
 
 DATA_ENV = "SEGBENCH_DATA"
 DIAGNOSTIC = "diagnostic"
+ENTRY_POINT_GROUP = "segbench.datasets"
 
 
 @dataclass(frozen=True)
@@ -268,20 +277,57 @@ _ENTRIES: tuple[DatasetEntry, ...] = (
 
 _BY_NAME: dict[str, DatasetEntry] = {entry.name: entry for entry in _ENTRIES}
 
+#: the ``segbench.datasets`` entry points by name (read once), and the entries loaded from them
+_plugin_points: dict[str, metadata.EntryPoint] | None = None
+_plugins: dict[str, DatasetEntry] = {}
+
+
+def _plugin_names() -> dict[str, metadata.EntryPoint]:
+    """Entry points of plugin datasets, by name; a built-in name is never shadowed."""
+    global _plugin_points
+    if _plugin_points is None:
+        _plugin_points = {n: ep for n, ep in entry_points(ENTRY_POINT_GROUP).items() if n not in _BY_NAME}
+    return _plugin_points
+
+
+def _plugin_entry(name: str) -> DatasetEntry:
+    """The entry a plugin publishes under ``name``, imported on first use and checked."""
+    if name not in _plugins:
+        ep = _plugin_names()[name]
+        entry = load_entry_point(ep)
+        where = describe(ep)
+        if not isinstance(entry, DatasetEntry):
+            raise UserError(f"{where} names a {type(entry).__name__}, not a segbench DatasetEntry")
+        if entry.name != name:
+            raise UserError(f"{where} names dataset '{entry.name}'; the entry point must be named the same")
+        if entry.generated:
+            raise UserError(f"{where}: dataset '{name}' names no loader (a Layout class, 'module:Class')")
+        _plugins[name] = entry
+    return _plugins[name]
+
 
 def dataset_entries() -> list[DatasetEntry]:
-    """All catalogued datasets, the diagnostic one first."""
-    return list(_ENTRIES)
+    """All catalogued datasets, the diagnostic one first, then the built-in ones, then plugins by name."""
+    return [*_ENTRIES, *(_plugin_entry(name) for name in sorted(_plugin_names()))]
 
 
 def get_dataset_entry(name: str) -> DatasetEntry:
     """The entry for ``name``, or a UserError with a suggestion."""
-    try:
+    if name in _BY_NAME:
         return _BY_NAME[name]
-    except KeyError:
-        raise UserError(
-            f"unknown dataset '{name}'{did_you_mean(name, _BY_NAME)}; `segbench list datasets` lists them"
-        ) from None
+    if name in _plugin_names():
+        return _plugin_entry(name)
+    known = [*_BY_NAME, *_plugin_names()]
+    raise UserError(
+        f"unknown dataset '{name}'{did_you_mean(name, known)}; `segbench list datasets` lists them"
+    )
+
+
+def reload() -> None:
+    """Forget the plugin datasets read so far (entry points are read again on next use)."""
+    global _plugin_points
+    _plugin_points = None
+    _plugins.clear()
 
 
 def resolve_dataset_options(name: str, options: Mapping[str, Any], where: str = "") -> dict[str, Any]:

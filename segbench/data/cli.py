@@ -25,6 +25,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+def register(parent: typer.Typer) -> None:
+    """Add the ``datasets`` group to the segbench app (every command group mounts through ``register``)."""
+    parent.add_typer(app, name="datasets")
+
+
 RootOption = Annotated[
     Path | None, typer.Option("--root", help="the dataset's folder; default $SEGBENCH_DATA/NAME")
 ]

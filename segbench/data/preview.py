@@ -9,14 +9,14 @@ ignore label, drawn in white.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw
-from torch import Tensor
 
-from segbench.data.transforms import denormalize
+from segbench.data.classes import voc_colormap
+from segbench.data.transforms import display_image
 
 IGNORE_COLOUR = (255, 255, 255)
 _BACKGROUND = (32, 32, 32)
@@ -24,17 +24,28 @@ _GAP = 4
 _LEGEND_ROW = 14
 
 
-def colourise(mask: np.ndarray, palette: Sequence[tuple[int, int, int]], ignore_index: int) -> np.ndarray:
-    """``uint8 [H, W, 3]``: each class in its palette colour, ignored pixels white."""
+def colourise(
+    mask: np.ndarray, palette: Sequence[tuple[int, int, int]] | None, ignore_index: int = 255
+) -> np.ndarray:
+    """``uint8 [H, W, 3]``: each class in its palette colour (VOC's colour map without one), ignored white.
+
+    The one mask painter: the preview and the evaluation's report samples both use it.
+    """
+    colours = palette or voc_colormap(256)
     table = np.zeros((256, 3), dtype=np.uint8)
-    table[: len(palette)] = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
+    table[: len(colours)] = np.asarray(colours, dtype=np.uint8).reshape(-1, 3)[:256]
     table[ignore_index] = IGNORE_COLOUR
     return table[np.clip(mask, 0, 255).astype(np.uint8)]
 
 
-def to_uint8_image(image: Tensor) -> np.ndarray:
-    """A normalised ``[3, H, W]`` image as ``uint8 [H, W, 3]``."""
-    return (denormalize(image.float()) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+def sample_png(
+    image: np.ndarray, gt: np.ndarray, pred: np.ndarray, palette: Sequence | None, ignore_index: int
+) -> bytes:
+    """image | ground truth | prediction side by side, as PNG bytes (an evaluation's report sample)."""
+    panels = [image, colourise(gt, palette, ignore_index), colourise(pred, palette, ignore_index)]
+    buffer = io.BytesIO()
+    Image.fromarray(np.concatenate(panels, axis=1)).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def preview_grid(dataset: object, count: int = 8, tile: int = 160, columns: int = 4) -> Image.Image:
@@ -51,7 +62,7 @@ def preview_grid(dataset: object, count: int = 8, tile: int = 160, columns: int 
         present.update(int(v) for v in np.unique(mask_np))
         cells.append(
             (
-                _fit(to_uint8_image(image), tile, Image.BILINEAR),
+                _fit(display_image(image), tile, Image.BILINEAR),
                 _fit(colourise(mask_np, palette, ignore_index), tile, Image.NEAREST),
             )
         )

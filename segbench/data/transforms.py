@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -67,6 +68,19 @@ def normalize(image: Tensor) -> Tensor:
 def denormalize(image: Tensor) -> Tensor:
     """The inverse of :func:`normalize`: back to [0, 1] (clamped), for pictures."""
     return (image * _STD + _MEAN).clamp_(0.0, 1.0)
+
+
+def display_image(image: Tensor, size: tuple[int, int] | None = None) -> np.ndarray:
+    """A normalised ``[3, H, W]`` image as the ``uint8 [h, w, 3]`` picture it was (resized to ``size``).
+
+    Every picture of a sample (``segbench datasets preview``, the evaluation's report
+    samples) goes through here, so all show the colours the dataset read.
+    """
+    image = image.detach().float()
+    if size is not None and tuple(image.shape[-2:]) != tuple(size):
+        image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
+    pixels = denormalize(image.cpu()) * 255.0
+    return pixels.round().to(torch.uint8).permute(1, 2, 0).numpy()
 
 
 def evaluation_sample(image: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from segbench.engine.reproducibility import derived_seed, seed_worker
 from segbench.errors import UserError
-from segbench.runner.lifeline import die_with_parent
+from segbench.lifeline import die_with_parent
 
 
 class ResumableBatchSampler(Sampler[list[int]]):

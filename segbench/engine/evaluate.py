@@ -2,8 +2,9 @@
 
 Evaluation-only factors (scales, flip, sliding window, output stride) never touch
 the weights: a model that can run at another output stride is switched with
-``set_output_stride`` for the evaluation and switched back afterwards, which is
-DeepLab v3+'s "train at OS 16, evaluate at OS 8" (Table 3).
+``set_output_stride`` for the evaluation and switched back afterwards
+(:func:`segbench.models.at_output_stride`), which is DeepLab v3+'s "train at OS 16,
+evaluate at OS 8" (Table 3).
 
 A one-channel (sigmoid) model on a two-class dataset is evaluated as a binary
 task: its foreground probability σ(z) gives the foreground metrics, and
@@ -18,7 +19,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from segbench.config import EvalSettings
+from segbench.data.transforms import display_image
 from segbench.engine.inference import forward_logits, predict_log_probs
 from segbench.engine.metrics import (
     ConfusionMatrix,
@@ -38,6 +39,7 @@ from segbench.engine.metrics import (
     per_image_foreground,
 )
 from segbench.errors import UserError
+from segbench.models import at_output_stride
 
 Sample = tuple[np.ndarray, np.ndarray, np.ndarray]
 
@@ -64,25 +66,6 @@ class EvalResult:
     per_image: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-@contextmanager
-def output_stride(model: nn.Module, stride: int | None) -> Iterator[None]:
-    """Run the body with ``model`` at ``stride`` (None: unchanged); restore the original stride."""
-    if stride is None:
-        yield
-        return
-    if not callable(getattr(model, "set_output_stride", None)):
-        raise UserError(
-            f"eval.output_stride={stride}: {type(model).__name__} cannot change its output stride "
-            "(it has no set_output_stride); leave eval.output_stride unset for this model"
-        )
-    original = model.output_stride
-    model.set_output_stride(stride)
-    try:
-        yield
-    finally:
-        model.set_output_stride(original)
-
-
 def _batches(dataset: Dataset, count: int, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
     """Consecutive samples stacked up to ``batch_size``; a size change starts a new batch."""
     images: list[Tensor] = []
@@ -99,16 +82,6 @@ def _batches(dataset: Dataset, count: int, batch_size: int) -> Iterator[tuple[Te
             images, masks = [], []
     if images:
         yield torch.stack(images), torch.stack(masks)
-
-
-def _display_image(image: Tensor, size: tuple[int, int]) -> np.ndarray:
-    """A normalised ``[3, H, W]`` image as ``uint8 [h, w, 3]`` at the mask's size (per-image min-max)."""
-    image = image.float()
-    if tuple(image.shape[-2:]) != size:
-        image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
-    lo, hi = image.min(), image.max()
-    scaled = (image - lo) / (hi - lo).clamp_min(1e-12) * 255.0
-    return scaled.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
 class _Scores:
@@ -225,7 +198,7 @@ def evaluate(
     model.eval()
     began = time.perf_counter()
     try:
-        with output_stride(model, settings.output_stride), torch.inference_mode():
+        with at_output_stride(model, settings.output_stride), torch.inference_mode():
             for batch, (images_cpu, masks_cpu) in enumerate(_batches(dataset, count, settings.batch_size)):
                 images = images_cpu.to(device, non_blocking=True)
                 masks = masks_cpu.to(device, non_blocking=True).long()
@@ -248,7 +221,7 @@ def evaluate(
                 size = (int(masks.shape[-2]), int(masks.shape[-1]))
                 for i in range(min(num_samples - len(samples), len(images))):
                     samples.append(
-                        (_display_image(images[i], size), masks[i].cpu().numpy(), pred[i].cpu().numpy())
+                        (display_image(images[i], size), masks[i].cpu().numpy(), pred[i].cpu().numpy())
                     )
         if device.type == "cuda":
             torch.cuda.synchronize(device)

@@ -11,19 +11,32 @@ A factory gets the dataset's class count under the keyword it takes
 ``segmentation_models_pytorch:Unet`` (``classes``) work without a wrapper; a
 Hugging Face model class (one with a ``config_class`` and no such keyword) is
 built from ``config_class(num_labels=..., **options)``, randomly initialised.
+
+:func:`at_output_stride` is the one switch of a built model's output stride: the
+evaluation and the measurements of its network (FLOPs, latency) both run through it.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from segbench.errors import UserError
-from segbench.models.catalog import ModelEntry, entries, get_entry, is_import_path, load_object
+from segbench.models.catalog import ModelEntry, entries, get_entry
 from segbench.options import check_plain_options
+from segbench.plugins import is_import_path, load_object
 
-__all__ = ["CLASS_COUNT_KWARGS", "ModelEntry", "build_model", "entries", "get_entry", "resolve_options"]
+__all__ = [
+    "CLASS_COUNT_KWARGS",
+    "ModelEntry",
+    "at_output_stride",
+    "build_model",
+    "entries",
+    "get_entry",
+    "resolve_options",
+]
 
 #: the keyword a factory takes the class count as, in the order looked for:
 #: segbench / torchvision, segmentation_models_pytorch, Hugging Face configs
@@ -56,6 +69,30 @@ def build_model(name: str, num_classes: int, **options: Any) -> Any:
     if not isinstance(model, nn.Module):
         raise TypeError(f"model '{name}' built a {type(model).__name__}, not a torch.nn.Module")
     return model
+
+
+@contextmanager
+def at_output_stride(model: Any, stride: int | None) -> Iterator[None]:
+    """Run the body with ``model`` at output stride ``stride``, weights unchanged; restore it after.
+
+    ``eval.output_stride`` (DeepLab v3+'s "train at 16, evaluate at 8"): None, or the
+    stride the model already has, changes nothing; a model without ``set_output_stride``
+    cannot be switched, which is a UserError rather than a silently different network.
+    """
+    if stride is None or getattr(model, "output_stride", None) == stride:
+        yield
+        return
+    if not callable(getattr(model, "set_output_stride", None)):
+        raise UserError(
+            f"eval.output_stride={stride}: {type(model).__name__} cannot change its output stride "
+            "(it has no set_output_stride); leave eval.output_stride unset for this model"
+        )
+    original = model.output_stride
+    model.set_output_stride(stride)
+    try:
+        yield
+    finally:
+        model.set_output_stride(original)
 
 
 def _call_factory(factory: Callable[..., Any], name: str, num_classes: int, options: dict[str, Any]) -> Any:

@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from segbench.jobs import PlannedJob
+from segbench.lifeline import die_with_parent
 from segbench.runner.backend import STOP_GRACE_SECONDS, Event, StopRequest, lost_events, worker_context
 from segbench.runner.devices import WorkerSlot
-from segbench.runner.lifeline import die_with_parent
 from segbench.runner.pipeline import run_job
 
 
@@ -170,7 +170,7 @@ class LocalBackend:
                 name=f"segbench-worker-{slot.index}",
                 # Not daemonic: a daemonic process may not start children, and training with
                 # train.num_workers > 0 starts DataLoader workers. What ends a worker whose
-                # driver is gone is its lifeline (runner/lifeline.py), not multiprocessing's atexit.
+                # driver is gone is its lifeline (segbench/lifeline.py), not multiprocessing's atexit.
                 daemon=False,
             )
             proc.start()

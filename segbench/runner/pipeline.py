@@ -79,24 +79,6 @@ def _eval_dataset(spec: JobSpec) -> Any:
     return build_dataset(spec.dataset, spec.eval["split"], root=spec.dataset_root, **spec.dataset_options)
 
 
-@contextmanager
-def _eval_output_stride(model: Any, output_stride: int | None) -> Iterator[None]:
-    """Measure the network the evaluation runs: at its output stride, weights unchanged."""
-    if output_stride is None or getattr(model, "output_stride", None) == output_stride:
-        yield
-        return
-    from segbench.errors import UserError
-
-    if not hasattr(model, "set_output_stride"):
-        raise UserError(f"eval.output_stride={output_stride}: this model cannot change its output stride")
-    before = model.output_stride
-    model.set_output_stride(output_stride)
-    try:
-        yield
-    finally:
-        model.set_output_stride(before)
-
-
 def _input_shape(spec: JobSpec, batch: int | None = None) -> tuple[int, int, int, int]:
     h, w = spec.measure["input_size"]
     return (batch or spec.measure["batch_size"], 3, h, w)
@@ -106,6 +88,7 @@ def _complexity(
     spec: JobSpec, ctx: JobContext, model: Any, num_classes: int, result: JobResult, report: Report
 ) -> None:
     from segbench.measure import count_flops, count_inference_flops, count_params
+    from segbench.models import at_output_stride
 
     include_aux = spec.measure["include_aux"]
     params = count_params(model)
@@ -121,7 +104,7 @@ def _complexity(
     result.add("params_aux", params.aux, "count", "complexity")
     shape = _input_shape(spec, batch=1)
     ev = spec.eval
-    with _eval_output_stride(model, ev.get("output_stride")):
+    with at_output_stride(model, ev.get("output_stride")):
         flops = count_flops(model, shape, include_aux=include_aux, num_classes=num_classes)
         extra = {
             "input_shape": list(shape),
@@ -159,11 +142,12 @@ def _latency(
     spec: JobSpec, ctx: JobContext, model: Any, num_classes: int, result: JobResult, report: Report
 ) -> None:
     from segbench.measure import measure_latency, measure_memory
+    from segbench.models import at_output_stride
 
     m = spec.measure
     shape = _input_shape(spec)
     timing = {key: m[key] for key in _TIMING_SETTINGS}
-    with ctx.exclusive(), _eval_output_stride(model, spec.eval.get("output_stride")):
+    with ctx.exclusive(), at_output_stride(model, spec.eval.get("output_stride")):
         stats = measure_latency(model, shape, device=ctx.device, num_classes=num_classes, **timing)
         info = stats.to_dict()
         samples = info.pop("samples_ms")
@@ -253,6 +237,7 @@ def _train(
 def _eval(
     spec: JobSpec, ctx: JobContext, model: Any, num_classes: int, result: JobResult, report: Report
 ) -> None:
+    from segbench.data.preview import sample_png
     from segbench.engine.evaluate import evaluate
 
     settings = EvalSettings.model_validate(spec.eval)
@@ -281,8 +266,10 @@ def _eval(
     for width, value in sorted(out.trimap.items()):
         result.add(f"trimap_miou@{width}", value, "fraction", "eval", extra={"band_px": width})
     result.add("eval_images_per_s", out.images_per_s, "img/s", "eval")
+    palette, ignore_index = getattr(dataset, "palette", None), getattr(dataset, "ignore_index", 255)
     for i, sample in enumerate(getattr(out, "samples", None) or []):
-        result.artifacts.append(ArtifactValue(f"sample_{i}.png", "image/png", _sample_png(sample, dataset)))
+        png = sample_png(*sample, palette, ignore_index)
+        result.artifacts.append(ArtifactValue(f"sample_{i}.png", "image/png", png))
     if out.per_image:
         result.evidence = _evidence(spec, dataset, out)
 
@@ -323,29 +310,6 @@ def _evidence(spec: JobSpec, dataset: Any, out: Any) -> EvidenceValue:
         arrays=sorted(out.per_image),
         data=evidence.encode(),
     )
-
-
-def _sample_png(sample: tuple[Any, Any, Any], dataset: Any) -> bytes:
-    """image | ground truth | prediction, side by side, masks in the dataset's palette."""
-    import io
-
-    import numpy as np
-    from PIL import Image
-
-    image, gt, pred = (np.asarray(a.cpu() if hasattr(a, "cpu") else a) for a in sample)
-    if image.ndim == 3 and image.shape[0] == 3:
-        image = image.transpose(1, 2, 0)
-    palette = np.asarray(
-        getattr(dataset, "palette", None) or [(i * 37 % 256, i * 91 % 256, i * 53 % 256) for i in range(256)],
-        dtype=np.uint8,
-    )
-    lut = np.zeros((256, 3), dtype=np.uint8)
-    lut[: len(palette)] = palette[:256]
-    lut[255] = (255, 255, 255)
-    panels = [image.astype(np.uint8), lut[gt.astype(np.int64) % 256], lut[pred.astype(np.int64) % 256]]
-    buf = io.BytesIO()
-    Image.fromarray(np.concatenate(panels, axis=1)).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 STAGES: dict[str, Callable[[JobSpec, JobContext, Any, int, JobResult, Report], None]] = {

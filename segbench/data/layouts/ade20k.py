@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from segbench.data.layouts.base import INVALID, Layout, Listing, files_by_key, pair_up
+from segbench.data.layouts.base import INVALID, Layout, Listing, listing_by_stem
 
 _SUBSETS = {"train": "training", "val": "validation"}
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -29,12 +29,7 @@ class ADE20K(Layout):
         subset = _SUBSETS[split]
         image_dir = self.require_dir(self.root / "images" / subset, f"the {split} images")
         mask_dir = self.require_dir(self.root / "annotations" / subset, f"the {split} annotations")
-        images = files_by_key(image_dir, _IMAGE_SUFFIXES, lambda name: Path(name).stem)
-        masks = files_by_key(mask_dir, (".png",), lambda name: Path(name).stem)
-        pairs, problems = pair_up(
-            images, masks, lambda key: mask_dir / f"{key}.png", lambda key: image_dir / f"{key}.jpg"
-        )
-        return Listing(split, pairs, problems)
+        return listing_by_stem(split, image_dir, mask_dir, _IMAGE_SUFFIXES, ".jpg")
 
     def label_table(self, kind: str) -> np.ndarray:
         """reduce_zero_label: 0 → ignored, 1..150 → 0..149."""

@@ -205,6 +205,21 @@ def pair_up(
     return pairs, problems
 
 
+def listing_by_stem(
+    split: str, image_dir: Path, mask_dir: Path, image_suffixes: Iterable[str], image_shown: str
+) -> Listing:
+    """A split whose images and ``.png`` masks share file stems in two folders (ADE20K, CamVid, folder).
+
+    ``image_shown`` is the suffix an error shows for a missing image (``.jpg``, ``.<jpg|png>``).
+    """
+    images = files_by_key(image_dir, image_suffixes, lambda name: Path(name).stem)
+    masks = files_by_key(mask_dir, (".png",), lambda name: Path(name).stem)
+    pairs, problems = pair_up(
+        images, masks, lambda key: mask_dir / f"{key}.png", lambda key: image_dir / f"{key}{image_shown}"
+    )
+    return Listing(split, pairs, problems)
+
+
 def read_list_file(path: Path) -> list[str]:
     """Non-empty, stripped lines of a split list file."""
     return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -217,7 +232,7 @@ def strip_suffix(name: str, suffix: str) -> str | None:
 
 def open_layout(entry: DatasetEntry, root: str | Path | None, options: Mapping[str, Any]) -> Layout:
     """The layout reader of an on-disk dataset, at ``root`` or ``$SEGBENCH_DATA/<name>``."""
-    from segbench.models.catalog import load_object
+    from segbench.plugins import load_object
 
     layout_class = load_object(entry.loader)
     return layout_class(entry, entry.resolve_root(root), options)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from segbench.data.classes import CAMVID_VOID
-from segbench.data.layouts.base import IMAGE_SUFFIXES, Layout, Listing, files_by_key, index_table, pair_up
+from segbench.data.layouts.base import IMAGE_SUFFIXES, Layout, Listing, index_table, listing_by_stem
 
 
 class CamVid(Layout):
@@ -25,12 +25,7 @@ class CamVid(Layout):
     def list_split(self, split: str) -> Listing:
         image_dir = self.require_dir(self.root / split, f"the {split} images")
         mask_dir = self.require_dir(self.root / f"{split}annot", f"the {split} masks")
-        images = files_by_key(image_dir, IMAGE_SUFFIXES, lambda name: Path(name).stem)
-        masks = files_by_key(mask_dir, (".png",), lambda name: Path(name).stem)
-        pairs, problems = pair_up(
-            images, masks, lambda key: mask_dir / f"{key}.png", lambda key: image_dir / f"{key}.png"
-        )
-        return Listing(split, pairs, problems)
+        return listing_by_stem(split, image_dir, mask_dir, IMAGE_SUFFIXES, ".png")
 
     def label_table(self, kind: str) -> np.ndarray:
         table = index_table(self.num_classes, self.ignore_index)

@@ -30,7 +30,7 @@ from segbench.data.layouts.base import (
     Pair,
     files_by_key,
     index_table,
-    pair_up,
+    listing_by_stem,
     read_list_file,
 )
 from segbench.errors import UserError
@@ -62,12 +62,7 @@ class Folder(Layout):
                 image_dir, f"split '{split}' (neither the list file {list_file.name} nor a folder)"
             )
         mask_dir = self.require_dir(self.root / "masks" / split, f"the {split} masks")
-        images = files_by_key(image_dir, IMAGE_SUFFIXES, lambda name: Path(name).stem)
-        masks = files_by_key(mask_dir, (".png",), lambda name: Path(name).stem)
-        pairs, problems = pair_up(
-            images, masks, lambda key: mask_dir / f"{key}.png", lambda key: image_dir / f"{key}.<jpg|png>"
-        )
-        return Listing(split, pairs, problems)
+        return listing_by_stem(split, image_dir, mask_dir, IMAGE_SUFFIXES, ".<jpg|png>")
 
     def label_table(self, kind: str) -> np.ndarray:
         return index_table(self.num_classes, self.ignore_index)

@@ -6,23 +6,41 @@ validation (``--dry-run``, "did you mean") must be instant, so what a model
 is named by an import path and loaded only when a job builds the model.
 
 Each family declares its entries in a small torch-free module of this package
-(``ENTRIES = [ModelEntry(...)]``). Third-party packages add entries through the
-``segbench.models`` entry-point group (the entry point loads a ``ModelEntry`` or
-a factory callable), and a suite may name any factory as ``package.module:factory``.
+(``ENTRIES = [ModelEntry(...)]``). The families are *found*, not listed: every
+module of this package (but ``_private`` ones) is a family, so a new family is one
+new file, and a module that fails to import, lacks ``ENTRIES`` or reuses a name
+fails every command that reads the catalog instead of vanishing from it.
+Third-party packages add entries through the ``segbench.models`` entry-point group
+(the entry point loads a ``ModelEntry`` or a factory callable), and a suite may
+name any factory as ``package.module:factory`` (:mod:`segbench.plugins`).
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
 from segbench.errors import UserError, did_you_mean
 from segbench.options import OptionSpec, check_plain_options, resolve_options
+from segbench.plugins import entry_points, is_import_path, load_object
 
-_FAMILY_MODULES = ("pspnet", "deeplab", "fcn", "unet", "cgnet", "torchvision_zoo")
+__all__ = [
+    "BACKBONE_WEIGHTS",
+    "BACKBONE_WIDTH",
+    "ModelEntry",
+    "OptionSpec",
+    "entries",
+    "family_modules",
+    "get_entry",
+    "is_import_path",
+    "load_object",
+    "reload",
+]
+
 ENTRY_POINT_GROUP = "segbench.models"
 
 
@@ -54,19 +72,13 @@ class ModelEntry:
     summary: str
     paper: str = ""
     options: tuple[OptionSpec, ...] = ()
+    #: the published parameter count the builder reproduces, shown by ``segbench list models``
     params_note: str = ""
-    aliases: tuple[str, ...] = field(default=())
     open_options: bool = False  # plugin factories: options are the factory's own kwargs
     #: Options that are each valid but not together (FCN's VGG16 at output stride 8): the
     #: builder would refuse them in every job, so resolution refuses them at load time.
     #: Called with the resolved options; returns what is wrong, or None.
     check: Callable[[Mapping[str, Any]], str | None] | None = None
-
-    def option(self, name: str) -> OptionSpec:
-        for spec in self.options:
-            if spec.name == name:
-                return spec
-        raise KeyError(name)
 
     def resolve(
         self, options: Mapping[str, Any], where: str = "", combination: bool = True
@@ -89,49 +101,48 @@ class ModelEntry:
         return load_object(self.builder)
 
 
-def load_object(path: str) -> Any:
-    """Import ``package.module:attribute``; errors say what was tried."""
-    module_name, _, attr = path.partition(":")
-    if not module_name or not attr:
-        raise UserError(f"'{path}' is not an import path of the form package.module:factory")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise UserError(f"cannot import '{module_name}' for '{path}': {exc}") from None
-    try:
-        obj = module
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except AttributeError:
-        names = [n for n in dir(module) if not n.startswith("_")]
-        raise UserError(f"module '{module_name}' has no '{attr}'{did_you_mean(attr, names)}") from None
-    return obj
-
-
 _registry: dict[str, ModelEntry] | None = None
-
-
-def register(entry: ModelEntry) -> ModelEntry:
-    """Add an entry at run time (tests, notebooks); a name can be taken once."""
-    reg = _entries()
-    if entry.name in reg:
-        raise ValueError(f"model '{entry.name}' is already registered")
-    reg[entry.name] = entry
-    return entry
 
 
 def _entries() -> dict[str, ModelEntry]:
     global _registry
     if _registry is None:
         reg: dict[str, ModelEntry] = {}
-        for family in _FAMILY_MODULES:
-            module = importlib.import_module(f"{__name__}.{family}")
-            for entry in module.ENTRIES:
+        found: dict[str, str] = {}  # entry name -> the family module that declared it
+        for family in family_modules():
+            for entry in _family_entries(family):
+                if entry.name in found:
+                    raise RuntimeError(
+                        f"model '{entry.name}' is declared twice, in {found[entry.name]} and {family}"
+                    )
+                found[entry.name] = family
                 reg[entry.name] = entry
-        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
-            reg.setdefault(ep.name, _entry_from_entry_point(ep))
+        for name, ep in entry_points(ENTRY_POINT_GROUP).items():
+            reg.setdefault(name, _entry_from_entry_point(ep))
         _registry = reg
     return _registry
+
+
+def family_modules() -> list[str]:
+    """Every family module of this package, by full name (``_private`` helper modules excluded)."""
+    return sorted(
+        f"{__name__}.{info.name}" for info in pkgutil.iter_modules(__path__) if not info.name.startswith("_")
+    )
+
+
+def _family_entries(module_name: str) -> list[ModelEntry]:
+    """A family module's ``ENTRIES``; a module that breaks is an error naming it, never skipped."""
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise RuntimeError(f"model catalog module {module_name} does not import: {exc!r}") from exc
+    declared = getattr(module, "ENTRIES", None)
+    if not isinstance(declared, list | tuple) or not all(isinstance(e, ModelEntry) for e in declared):
+        raise RuntimeError(
+            f"model catalog module {module_name} must define ENTRIES, a list of ModelEntry "
+            f"(got {type(declared).__name__})"
+        )
+    return list(declared)
 
 
 def _entry_from_entry_point(ep: metadata.EntryPoint) -> ModelEntry:
@@ -143,10 +154,6 @@ def _entry_from_entry_point(ep: metadata.EntryPoint) -> ModelEntry:
         summary=f"plugin model from entry point {ep.value}",
         open_options=True,
     )
-
-
-def is_import_path(name: str) -> bool:
-    return ":" in name
 
 
 def entries() -> list[ModelEntry]:
@@ -165,9 +172,6 @@ def get_entry(name: str) -> ModelEntry:
                 reg[name] = obj
                 return obj
         return entry
-    for entry in reg.values():
-        if name in entry.aliases:
-            return entry
     raise UserError(f"unknown model '{name}'{did_you_mean(name, reg)}; `segbench list models` lists them")
 
 

@@ -2,7 +2,9 @@
 
 A driver killed with ``kill -9`` (or by the OOM killer) gets no chance to stop its
 workers; left alone they would go on training, write checkpoints nobody
-records, and hold their GPU until someone finds them. Two guards, both set up
+records, and hold their GPU until someone finds them. (This module sits below both
+the runner, whose workers call it, and the engine, whose DataLoader workers call it
+again, so that the engine never imports the runner.) Two guards, both set up
 by :func:`die_with_parent` as the first thing a worker does:
 
 * **Linux:** ``prctl(PR_SET_PDEATHSIG, SIGKILL)``. The kernel kills the worker
