@@ -331,7 +331,7 @@ def _check_eval_stride(
 def _check_report(loaded: LoadedSuite, jobs: list[JobSpec]) -> None:
     """The report section names factors the suite varies and metrics that its jobs record."""
     from segbench.errors import did_you_mean
-    from segbench.report.columns import KNOWN  # names only: the metric table is that module's
+    from segbench.metrics import METRICS
 
     report = loaded.suite.report
     varied = varied_factors(jobs)
@@ -343,7 +343,8 @@ def _check_report(loaded: LoadedSuite, jobs: list[JobSpec]) -> None:
                 f"varied: {', '.join(varied) or '(none)'}",
             )
     widths = sorted({w for job in jobs if "eval" in job.stages for w in job.eval["trimap_widths"]})
-    metrics = [*KNOWN, *(f"trimap_miou@{w}" for w in widths)]
+    # the scalars a table can show: known benchmark numbers, and the trimap widths evaluated
+    metrics = [*(n for n, m in METRICS.items() if m.compared), *(f"trimap_miou@{w}" for w in widths)]
     for section in ("columns", "delta"):
         for i, name in enumerate(getattr(report, section) or []):
             if name not in metrics:

@@ -26,7 +26,7 @@ from alembic.config import Config
 from sqlalchemy import create_engine, select, text
 
 from segbench.jobs import ArtifactValue, SeriesValue
-from segbench.regress.merge import merge_databases
+from segbench.store.merge import merge_databases
 from segbench.store import liveness
 from segbench.store.db import MIGRATIONS, open_db
 from segbench.store.journal import Journal, decode, encode

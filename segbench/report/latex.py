@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from segbench.report.table import Row, Table, format_factor
+from segbench.report.cells import Row, Table, format_factor
 
 #: LaTeX's special characters in text mode; backslash first so later output is not re-escaped.
 _SPECIAL = {

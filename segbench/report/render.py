@@ -17,8 +17,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from segbench.report.cells import Table, format_factor
 from segbench.report.latex import to_latex
-from segbench.report.table import Table, format_factor
 
 _ENTITY = re.compile(r"&(?=#?\w+;)")
 
