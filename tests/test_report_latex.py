@@ -7,8 +7,8 @@ import re
 import pytest
 
 from segbench.metrics import metric as column
-from segbench.report.latex import escape, label_of, to_latex
 from segbench.report.cells import Block, Cell, Row, Table
+from segbench.report.latex import escape, label_of, to_latex
 
 
 def make_table(blocks: list[Block], notes: list[str] | None = None, title: str = "psp_ablation") -> Table:
