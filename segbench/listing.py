@@ -11,7 +11,8 @@ from rich.panel import Panel
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from segbench.store.reads import EvidenceSummary, JobRecord, MetricRecord, RunRecord
+    from segbench.jobs import EvidenceValue
+    from segbench.store.reads import JobRecord, MetricRecord, RunRecord
 
 
 def _fmt_default(value: Any) -> str:
@@ -134,7 +135,7 @@ def show_job(console: Console, db_url: str | None, job_id: int) -> None:
         src = reads.source_of(s, job)
         run = reads.run(s, job.run_id)
         recorded = list(reads.metrics(s, [src.id]).get(src.id, {}).values())
-        evidence = reads.evidence_summary(s, src.id)
+        evidence = reads.evidence_record(s, src.id)
     assert run is not None  # a job's run is a foreign key
     console.print(Group(*_job_parts(job, src, run, recorded, evidence)))
 
@@ -144,7 +145,7 @@ def _job_parts(
     src: JobRecord,
     run: RunRecord,
     recorded: list[MetricRecord],
-    evidence: EvidenceSummary | None,
+    evidence: EvidenceValue | None,
 ) -> list[Any]:
     """``segbench show JOB``'s panels: who and where, the metrics, notes, the config, the error."""
     head = Table.grid(padding=(0, 2))
@@ -190,7 +191,7 @@ def _job_parts(
     return parts
 
 
-def _evidence_summary(ev: EvidenceSummary | None, seed: int) -> str:
+def _evidence_summary(ev: EvidenceValue | None, seed: int) -> str:
     """The per-image evidence a job recorded (what a paired bootstrap can resample), without decoding it."""
     if ev is None:
         return (
@@ -198,7 +199,7 @@ def _evidence_summary(ev: EvidenceSummary | None, seed: int) -> str:
         )
     return (
         f"{ev.images} images × {ev.classes} classes, 1 seed (seed {seed}) · arrays {', '.join(ev.arrays)} · "
-        f"{ev.size:,} bytes ({ev.format}) · {ev.dataset}/{ev.split}, images sha {ev.images_sha[:12]}"
+        f"{len(ev.data):,} bytes ({ev.format}) · {ev.dataset}/{ev.split}, images sha {ev.images_sha[:12]}"
     )
 
 

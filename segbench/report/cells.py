@@ -10,7 +10,7 @@ LaTeX, CSV, JSON and HTML only lay it out, the figures draw one mark per
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -115,6 +115,24 @@ class Table:
                 rec["seeds"] = row.seeds
                 out.append(rec)
         return out
+
+
+def laid_out(
+    table: Table,
+    row: Row,
+    text: Callable[[str], str],
+    number: Callable[[str], str],
+    bold: Callable[[str], str],
+) -> list[str]:
+    """A row's cells in column order as one format writes them: factors through ``text``, numbers
+    and Δs through ``number``, each metric's best value through ``bold`` (as pivots bold theirs)."""
+    out = [text(format_factor(row.factors.get(key))) for key, _ in table.factor_columns]
+    for m in table.metric_columns:
+        cell = row.cells[m.name]
+        shown = number(cell.text)
+        out.append(bold(shown) if cell.best else shown)
+    out += [number(row.cells["Δ" + m.name].text) for m in table.delta_columns]
+    return out
 
 
 def present(value: Any) -> bool:

@@ -25,9 +25,9 @@ from segbench.errors import UserError, did_you_mean
 from segbench.metrics import Metric, canonical
 from segbench.metrics import metric as metric_of
 from segbench.report.cells import best_keys, format_dimension, mean_std
-from segbench.report.latex import escape, label_of
+from segbench.report.latex import bold, escape, label_of
 from segbench.report.query import FACTOR_PREFIX, META_COLUMNS, ReportData
-from segbench.report.render import csv_cell, md_cell, md_text
+from segbench.report.render import csv_cell, md_bold, md_cell, md_text
 from segbench.report.table import suite_report_settings
 
 #: names a view can pivot on besides the suite's factors, and the job column each reads
@@ -261,7 +261,7 @@ def to_markdown(pivot: Pivot) -> str:
     ]
     for line in _grid(pivot):
         lines.append(
-            "| " + " | ".join(f"**{md_cell(t)}**" if best else md_cell(t) for t, best in line) + " |"
+            "| " + " | ".join(md_bold(md_cell(t)) if best else md_cell(t) for t, best in line) + " |"
         )
     lines += ["", f"*{md_text(pivot.caption)}*"]
     return "\n".join(lines) + "\n"
@@ -283,7 +283,7 @@ def to_latex(pivot: Pivot) -> str:
         r"    \midrule",
     ]
     for line in _grid(pivot):
-        cells = [rf"\textbf{{{escape(t)}}}" if best else escape(t) for t, best in line]
+        cells = [bold(escape(t)) if best else escape(t) for t, best in line]
         lines.append("    " + " & ".join(cells) + r" \\")
     lines += [r"    \bottomrule", r"  \end{tabular}", r"\end{table}"]
     return "\n".join(lines) + "\n"

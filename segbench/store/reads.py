@@ -17,20 +17,23 @@ from __future__ import annotations
 
 import os
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from segbench.errors import UserError, did_you_mean
 from segbench.evidence import Evidence
+from segbench.jobs import EvidenceValue
 from segbench.store.liveness import gone_reason
-from segbench.store.schema import Artifact, Hardware, ImageEvidence, Job, Metric, Run, Series
+from segbench.store.schema import Artifact, Base, Hardware, ImageEvidence, Job, Metric, Run, Series
 
 #: SQLite allows a few hundred bound parameters per statement on old builds.
 _CHUNK = 400
+
+_R = TypeVar("_R")
 
 
 @dataclass(frozen=True)
@@ -102,20 +105,6 @@ class MetricRecord:
 
 
 @dataclass(frozen=True)
-class EvidenceSummary:
-    """What a job's per-image evidence holds, without decoding it."""
-
-    dataset: str
-    split: str
-    images: int
-    classes: int
-    images_sha: str
-    format: str
-    arrays: tuple[str, ...]
-    size: int
-
-
-@dataclass(frozen=True)
 class SampleImage:
     """One stored ``image | ground truth | prediction`` PNG of one job."""
 
@@ -127,26 +116,19 @@ class SampleImage:
 # ---------------------------------------------------------------- runs
 
 
-def _run(run: Run) -> RunRecord:
-    return RunRecord(
-        id=run.id,
-        uid=run.uid,
-        suite_name=run.suite_name,
-        suite_path=run.suite_path,
-        suite_text=run.suite_text,
-        status=run.status,
-        started_at=run.started_at,
-        host=run.host,
-        segbench_commit=run.segbench_commit,
-        segbench_dirty=run.segbench_dirty,
-        suite_commit=run.suite_commit,
-        suite_dirty=run.suite_dirty,
-        torch_version=run.torch_version,
-        cuda_version=run.cuda_version,
-        cudnn_version=run.cudnn_version,
-        environment=run.environment or {},
-        gone=gone_reason(run),
+def _record(cls: type[_R], row: Base, **derived: Any) -> _R:
+    """``cls`` filled field for field from the ORM ``row`` (its columns share the fields' names).
+
+    ``derived`` gives the fields that are not a column as they stand (a JSON
+    column read as a default, a related row as its record).
+    """
+    return cls(
+        **{f.name: derived[f.name] if f.name in derived else getattr(row, f.name) for f in fields(cls)}
     )
+
+
+def _run(run: Run) -> RunRecord:
+    return _record(RunRecord, run, environment=run.environment or {}, gone=gone_reason(run))
 
 
 def run(session: Session, run_id: int) -> RunRecord | None:
@@ -230,27 +212,11 @@ def job_counts(session: Session) -> dict[int, dict[str, int]]:
 
 def _job(job: Job) -> JobRecord:
     hw: Hardware | None = job.hardware
-    return JobRecord(
-        id=job.id,
-        run_id=job.run_id,
-        job_key=job.job_key,
-        train_key=job.train_key,
-        position=job.position,
-        label=job.label,
-        status=job.status,
-        model=job.model,
-        model_label=job.model_label,
-        dataset=job.dataset,
-        dataset_label=job.dataset_label,
-        block=job.block,
-        variant=job.variant,
-        seed=job.seed,
+    return _record(
+        JobRecord,
+        job,
         factors=job.factors or {},
         config=job.config or {},
-        source_job_id=job.source_job_id,
-        error=job.error,
-        traceback=job.traceback,
-        device=job.device,
         stage_seconds=job.stage_seconds or {},
         hardware=None if hw is None else HardwareRecord(hw.key, hw.gpu_name or hw.cpu_model, hw.identity),
     )
@@ -290,9 +256,7 @@ def metrics(session: Session, job_ids: Iterable[int]) -> dict[int, dict[str, Met
     query = select(Metric).where(Metric.job_id.in_(list(job_ids))).order_by(Metric.id)
     for m in session.scalars(query):
         samples = tuple(m.samples) if m.samples is not None else None
-        out.setdefault(m.job_id, {})[m.name] = MetricRecord(
-            m.job_id, m.stage, m.name, m.value, m.unit, samples, m.extra
-        )
+        out.setdefault(m.job_id, {})[m.name] = _record(MetricRecord, m, samples=samples)
     return out
 
 
@@ -306,20 +270,10 @@ def evidence(session: Session, sources: Mapping[int, int]) -> dict[int, Evidence
     return {job: by_source[src] for job, src in sources.items() if src in by_source}
 
 
-def evidence_summary(session: Session, job_id: int) -> EvidenceSummary | None:
+def evidence_record(session: Session, job_id: int) -> EvidenceValue | None:
+    """The per-image evidence ``job_id`` recorded, as recorded (encoded: ``show`` sums it up undecoded)."""
     row = session.scalar(select(ImageEvidence).where(ImageEvidence.job_id == job_id))
-    if row is None:
-        return None
-    return EvidenceSummary(
-        row.dataset,
-        row.split,
-        row.images,
-        row.classes,
-        row.images_sha,
-        row.format,
-        tuple(row.arrays),
-        len(row.data),
-    )
+    return None if row is None else _record(EvidenceValue, row, arrays=list(row.arrays))
 
 
 def curves(
