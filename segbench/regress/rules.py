@@ -1,6 +1,7 @@
 """Which decision applies to which metric, with which threshold.
 
-A metric is one of four kinds:
+A metric is one of four kinds (each metric's kind and direction are in
+:mod:`segbench.metrics`, the table every part reads):
 
 * ``accuracy`` (mIoU, pixel accuracy, losses, anything unknown): hardware-
   independent single measurements; percentage metrics change by more than

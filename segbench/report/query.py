@@ -1,6 +1,8 @@
-"""Queries from the results database into pandas, shared by every report.
+"""A run's results as the reports read them: pandas rows, evidence, curves and samples.
 
-One row per job of the chosen run. A job recorded as ``cached`` (its key was
+The records come from :mod:`segbench.store.reads` (no query is written here);
+this module lays them out for the table, pivots and figures. One row per job
+of the chosen run. A job recorded as ``cached`` (its key was
 already done at the same code version) shows the numbers of the job it points
 to, so a re-run's report is complete without re-measuring anything.
 """
