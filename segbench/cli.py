@@ -199,7 +199,8 @@ def report(
     if pivot is None and (metric is not None or columns is not None):
         raise _user_error("--metric and --columns go with --pivot, e.g. --pivot model,dataset --metric mIoU")
     database = open_db(db, create=False)
-    data = load_report_data(database, suite=suite, run=run)
+    figures = pivot is None and (plots is not None or format is ReportFormat.html)
+    data = load_report_data(database, suite=suite, run=run, figures=figures)
     if data.run.incomplete:
         console(stderr=True).print(f"[yellow]warning[/]: {data.run.incomplete}")
     if pivot is not None:
@@ -215,7 +216,7 @@ def report(
         from segbench.report.plots import write_plots
 
         try:
-            written = write_plots(database, data, table, plots)
+            written = write_plots(data, table, plots)
         except OSError as exc:
             raise _user_error(f"--plots {plots}: cannot write the plots there: {os_reason(exc)}") from None
         console(stderr=True).print(f"wrote {len(written)} plot(s) to {plots}")
@@ -223,7 +224,7 @@ def report(
         from segbench.report.html import render_html
 
         target = out or Path("reports") / f"{data.run.suite_name}.html"
-        emit(render_html(database, data, table), target)
+        emit(render_html(data, table), target)
         return
     from segbench.report.render import RENDERERS
 

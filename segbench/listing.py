@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group
 from rich.panel import Panel
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from segbench.jobs import EvidenceValue
+    from segbench.store.reads import JobRecord, MetricRecord, RunRecord
 
 
 def _fmt_default(value: Any) -> str:
@@ -72,144 +76,145 @@ def suites_table(directory: Path) -> Table:
 
 
 def runs_table(db_url: str | None) -> Table:
-    from sqlalchemy import func, select
-
+    from segbench.store import reads
     from segbench.store.db import open_db
-    from segbench.store.liveness import gone_reason
-    from segbench.store.schema import Job, Run
 
     db = open_db(db_url, create=False)
     table = Table(title=f"runs in {db.display_url}")
     for col in ("run", "suite", "status", "started", "jobs", "done", "failed", "commit", "host"):
         table.add_column(col)
     with db.sessions() as s:
-        counts: dict[int, dict[str, int]] = {}
-        for run_id, status, n in s.execute(
-            select(Job.run_id, Job.status, func.count()).group_by(Job.run_id, Job.status)
-        ):
-            counts.setdefault(run_id, {})[status] = n
-        for run in s.scalars(select(Run).order_by(Run.id)):
-            c = counts.get(run.id, {})
-            commit = (run.segbench_commit or "-")[:10] + ("+dirty" if run.segbench_dirty else "")
-            table.add_row(
-                str(run.id),
-                run.suite_name,
-                "stale" if gone_reason(run) else run.status,  # driver gone; `db repair` records it
-                run.started_at.strftime("%Y-%m-%d %H:%M"),
-                str(sum(c.values())),
-                str(c.get("done", 0) + c.get("cached", 0)),
-                str(c.get("failed", 0)),
-                commit,
-                run.host,
-            )
+        counts = reads.job_counts(s)
+        runs = reads.runs(s)
+    for run in runs:
+        c = counts.get(run.id, {})
+        commit = (run.segbench_commit or "-")[:10] + ("+dirty" if run.segbench_dirty else "")
+        table.add_row(
+            str(run.id),
+            run.suite_name,
+            "stale" if run.gone else run.status,  # driver gone; `db repair` records it
+            run.started_at.strftime("%Y-%m-%d %H:%M"),
+            str(sum(c.values())),
+            str(c.get("done", 0) + c.get("cached", 0)),
+            str(c.get("failed", 0)),
+            commit,
+            run.host,
+        )
     return table
 
 
 def jobs_table(db_url: str | None, run: str | None) -> Table:
-    from sqlalchemy import select
-
-    from segbench.report.query import find_run
+    from segbench.store import reads
     from segbench.store.db import open_db
-    from segbench.store.schema import Job
 
     db = open_db(db_url, create=False)
     with db.sessions() as s:
-        chosen = find_run(s, None, run)
-        table = Table(title=f"jobs of run {chosen.id} ({chosen.suite_name})")
-        for col in ("job", "key", "status", "label", "device", "seconds"):
-            table.add_column(col)
-        for job in s.scalars(select(Job).where(Job.run_id == chosen.id).order_by(Job.position)):
-            secs = sum((job.stage_seconds or {}).values())
-            status = job.status + (f" → job {job.source_job_id}" if job.source_job_id else "")
-            table.add_row(
-                str(job.id), job.job_key, status, job.label, job.device or "", f"{secs:.1f}" if secs else ""
-            )
+        chosen = reads.find_run(s, None, run)
+        jobs = reads.jobs_of_runs(s, [chosen.id])
+    table = Table(title=f"jobs of run {chosen.id} ({chosen.suite_name})")
+    for col in ("job", "key", "status", "label", "device", "seconds"):
+        table.add_column(col)
+    for job in jobs:
+        secs = sum(job.stage_seconds.values())
+        status = job.status + (f" → job {job.source_job_id}" if job.source_job_id else "")
+        table.add_row(
+            str(job.id), job.job_key, status, job.label, job.device or "", f"{secs:.1f}" if secs else ""
+        )
     return table
 
 
 def show_job(console: Console, db_url: str | None, job_id: int) -> None:
     from segbench.errors import UserError
-    from segbench.report.query import source_of
+    from segbench.store import reads
     from segbench.store.db import open_db
-    from segbench.store.schema import Job
 
     db = open_db(db_url, create=False)
     with db.sessions() as s:
-        # ids are positive 64-bit integers: anything else names no job (and would overflow SQLite)
-        job = s.get(Job, job_id) if 0 < job_id < 2**63 else None
+        job = reads.job(s, job_id)
         if job is None:
             raise UserError(f"no job {job_id} in {db.display_url} (see `segbench list jobs`)")
-        src = source_of(s, job)
-        run = job.run
-        head = Table.grid(padding=(0, 2))
-        head.add_row("job", f"{job.id} (key {job.job_key}, train key {job.train_key})")
-        head.add_row("status", job.status + (f" — numbers from job {src.id}" if src.id != job.id else ""))
-        head.add_row("label", job.label)
-        head.add_row("run", f"{run.id} · suite {run.suite_name} · {run.suite_path}")
-        head.add_row(
-            "code",
-            f"segbench {run.segbench_commit or '-'}{' (dirty)' if run.segbench_dirty else ''} · "
-            f"suite repo {run.suite_commit or '-'}{' (dirty)' if run.suite_dirty else ''}",
-        )
-        gits = {repo: (run.environment or {}).get(f"{repo}_git") or {} for repo in ("segbench", "suite")}
-        for repo, state in gits.items():
-            changed = state.get("dirty_paths") or []
-            if changed and not (repo == "suite" and state.get("root") == gits["segbench"].get("root")):
-                more = f" … and {len(changed) - 10} more" if len(changed) > 10 else ""
-                head.add_row(f"{repo} dirty", ", ".join(changed[:10]) + more)
-        head.add_row(
-            "versions", f"torch {run.torch_version} · CUDA {run.cuda_version} · cuDNN {run.cudnn_version}"
-        )
-        head.add_row("device", f"{src.device or '-'} on {run.host}")
-        if src.hardware is not None:
-            head.add_row("hardware", json.dumps(src.hardware.identity, sort_keys=True))
-        head.add_row("stages (s)", json.dumps(src.stage_seconds))
-        head.add_row("evidence", _evidence_summary(src))
-        metrics = Table(title="metrics")
-        for col in ("stage", "metric", "value", "as reported", "samples"):
-            metrics.add_column(col, overflow="fold")
-        notes = []
-        for m in src.metrics:
-            metrics.add_row(m.stage, m.name, *_metric_cells(m))
-            if m.extra and m.extra.get("uncounted"):
-                notes.append(
-                    f"operators fvcore could not count ({m.name}): {json.dumps(m.extra['uncounted'])}"
-                )
-            if m.extra and m.extra.get("noisy"):
-                notes.append(f"{m.name}: noisy (CV {m.extra.get('cv', float('nan')):.1%} above target)")
-        parts: list[Any] = [head, metrics]
-        if notes:
-            parts.append(Panel("\n".join(notes), title="notes"))
-        parts.append(Panel(json.dumps(job.config, indent=2, sort_keys=True), title="resolved config"))
-        if src.error:
-            parts.append(Panel(f"{src.error}\n\n{src.traceback or ''}", title="error", border_style="red"))
-        console.print(Group(*parts))
+        src = reads.source_of(s, job)
+        run = reads.run(s, job.run_id)
+        recorded = list(reads.metrics(s, [src.id]).get(src.id, {}).values())
+        evidence = reads.evidence_record(s, src.id)
+    assert run is not None  # a job's run is a foreign key
+    console.print(Group(*_job_parts(job, src, run, recorded, evidence)))
 
 
-def _evidence_summary(job: Any) -> str:
+def _job_parts(
+    job: JobRecord,
+    src: JobRecord,
+    run: RunRecord,
+    recorded: list[MetricRecord],
+    evidence: EvidenceValue | None,
+) -> list[Any]:
+    """``segbench show JOB``'s panels: who and where, the metrics, notes, the config, the error."""
+    head = Table.grid(padding=(0, 2))
+    head.add_row("job", f"{job.id} (key {job.job_key}, train key {job.train_key})")
+    head.add_row("status", job.status + (f" — numbers from job {src.id}" if src.id != job.id else ""))
+    head.add_row("label", job.label)
+    head.add_row("run", f"{run.id} · suite {run.suite_name} · {run.suite_path}")
+    head.add_row(
+        "code",
+        f"segbench {run.segbench_commit or '-'}{' (dirty)' if run.segbench_dirty else ''} · "
+        f"suite repo {run.suite_commit or '-'}{' (dirty)' if run.suite_dirty else ''}",
+    )
+    gits = {repo: run.environment.get(f"{repo}_git") or {} for repo in ("segbench", "suite")}
+    for repo, state in gits.items():
+        changed = state.get("dirty_paths") or []
+        if changed and not (repo == "suite" and state.get("root") == gits["segbench"].get("root")):
+            more = f" … and {len(changed) - 10} more" if len(changed) > 10 else ""
+            head.add_row(f"{repo} dirty", ", ".join(changed[:10]) + more)
+    head.add_row(
+        "versions", f"torch {run.torch_version} · CUDA {run.cuda_version} · cuDNN {run.cudnn_version}"
+    )
+    head.add_row("device", f"{src.device or '-'} on {run.host}")
+    if src.hardware is not None:
+        head.add_row("hardware", json.dumps(src.hardware.identity, sort_keys=True))
+    head.add_row("stages (s)", json.dumps(src.stage_seconds))
+    head.add_row("evidence", _evidence_summary(evidence, src.seed))
+    metrics = Table(title="metrics")
+    for col in ("stage", "metric", "value", "as reported", "samples"):
+        metrics.add_column(col, overflow="fold")
+    notes = []
+    for m in recorded:
+        metrics.add_row(m.stage, m.name, *_metric_cells(m))
+        if m.extra and m.extra.get("uncounted"):
+            notes.append(f"operators fvcore could not count ({m.name}): {json.dumps(m.extra['uncounted'])}")
+        if m.extra and m.extra.get("noisy"):
+            notes.append(f"{m.name}: noisy (CV {m.extra.get('cv', float('nan')):.1%} above target)")
+    parts: list[Any] = [head, metrics]
+    if notes:
+        parts.append(Panel("\n".join(notes), title="notes"))
+    parts.append(Panel(json.dumps(job.config, indent=2, sort_keys=True), title="resolved config"))
+    if src.error:
+        parts.append(Panel(f"{src.error}\n\n{src.traceback or ''}", title="error", border_style="red"))
+    return parts
+
+
+def _evidence_summary(ev: EvidenceValue | None, seed: int) -> str:
     """The per-image evidence a job recorded (what a paired bootstrap can resample), without decoding it."""
-    ev = job.evidence
     if ev is None:
         return (
             "no per-image evidence (recorded before segbench kept it, or no eval stage): Δs have no interval"
         )
     return (
-        f"{ev.images} images × {ev.classes} classes, 1 seed (seed {job.seed}) · arrays {', '.join(ev.arrays)} · "
+        f"{ev.images} images × {ev.classes} classes, 1 seed (seed {seed}) · arrays {', '.join(ev.arrays)} · "
         f"{len(ev.data):,} bytes ({ev.format}) · {ev.dataset}/{ev.split}, images sha {ev.images_sha[:12]}"
     )
 
 
-def _metric_cells(m: Any) -> tuple[str, str, str]:
+def _metric_cells(m: MetricRecord) -> tuple[str, str, str]:
     """(raw value with unit, value as the report prints it, samples) for one recorded metric.
 
     Per-class metrics have no scalar value: their samples are the classes', shown by name.
     """
-    from segbench.report.columns import KNOWN, column
+    from segbench.metrics import is_known, metric
 
     raw = "" if m.value is None else f"{m.value:.6g} {m.unit or ''}".rstrip()
     reported = ""
-    if m.value is not None and (m.name in KNOWN or column(m.name).header != m.name):
-        col = column(m.name)
+    if m.value is not None and is_known(m.name):
+        col = metric(m.name)
         reported = f"{col.show(m.value)} {col.header}"
     samples = ""
     if m.samples:

@@ -198,7 +198,7 @@ def check_eval_stride(
 
 def check_report(loaded: LoadedSuite, jobs: list[JobSpec], varied: list[str]) -> None:
     """The report section names factors the suite varies (``varied``) and metrics that its jobs record."""
-    from segbench.report.columns import KNOWN  # names only: the metric table is that module's
+    from segbench.metrics import METRICS
 
     report = loaded.suite.report
     for i, row in enumerate(report.rows or []):
@@ -209,7 +209,8 @@ def check_report(loaded: LoadedSuite, jobs: list[JobSpec], varied: list[str]) ->
                 f"varied: {', '.join(varied) or '(none)'}",
             )
     widths = sorted({w for job in jobs if "eval" in job.stages for w in job.eval["trimap_widths"]})
-    metrics = [*KNOWN, *(f"trimap_miou@{w}" for w in widths)]
+    # the scalars a table can show: known benchmark numbers, and the trimap widths evaluated
+    metrics = [*(n for n, m in METRICS.items() if m.compared), *(f"trimap_miou@{w}" for w in widths)]
     for section in ("columns", "delta"):
         for i, name in enumerate(getattr(report, section) or []):
             if name not in metrics:

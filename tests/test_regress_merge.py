@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 
 from segbench.errors import UserError
 from segbench.regress.cli import register
-from segbench.regress.merge import merge_databases
 from segbench.regress.snapshot import Target, load_snapshot
 from segbench.store.db import Database, open_db
+from segbench.store.merge import merge_databases
 from segbench.store.schema import Artifact, Hardware, Job, Metric, Run, Series
 from tests.test_regress_support import FakeJob, record_run, samples
 

@@ -26,10 +26,10 @@ from alembic.config import Config
 from sqlalchemy import create_engine, select, text
 
 from segbench.jobs import ArtifactValue, SeriesValue
-from segbench.regress.merge import merge_databases
 from segbench.store import liveness
 from segbench.store.db import MIGRATIONS, open_db
 from segbench.store.journal import Journal, decode, encode
+from segbench.store.merge import merge_databases
 from segbench.store.recorder import repair
 from segbench.store.schema import Claim, Job, Metric, Run
 from tests.test_spine import REPO, db_rows, segbench

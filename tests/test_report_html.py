@@ -79,8 +79,8 @@ def db(tmp_path: Path) -> Database:
 
 
 def report(db: Database) -> str:
-    data = load_report_data(db)
-    return render_html(db, data, build_table(data))
+    data = load_report_data(db, figures=True)
+    return render_html(data, build_table(data))
 
 
 def chromium(page: Path, workdir: Path, window: str = "1280,2400") -> tuple[str, str, Path]:
@@ -193,9 +193,9 @@ def test_page_is_self_contained(db: Database) -> None:
 
 
 def test_table_has_the_markdown_content(db: Database) -> None:
-    data = load_report_data(db)
+    data = load_report_data(db, figures=True)
     table = build_table(data)
-    text = render_html(db, data, table)
+    text = render_html(data, table)
     page = Page(text)
     md = markdown(table)
     md_rows = [

@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from segbench.report.columns import column
+from segbench.metrics import metric as column
+from segbench.report.cells import Block, Cell, Row, Table
 from segbench.report.latex import escape, label_of, to_latex
-from segbench.report.table import Block, Cell, Row, Table
 
 
 def make_table(blocks: list[Block], notes: list[str] | None = None, title: str = "psp_ablation") -> Table:

@@ -10,21 +10,20 @@ import pytest
 from PIL import Image
 from sqlalchemy import delete
 
+from segbench.report.cells import Row, Table
 from segbench.report.plots import (
     accuracy_cost_plot,
     build_plots,
     close,
-    load_samples,
     loss_plot,
     pareto_front,
     per_class_heatmap,
-    row_label,
-    table_rows,
+    sample_predictions,
     to_svg,
     write_plots,
 )
 from segbench.report.query import load_report_data
-from segbench.report.table import Row, Table, build_table
+from segbench.report.table import build_table, row_label
 from segbench.store.db import Database
 from segbench.store.schema import Metric, Series
 from tests.report_fixtures import add_cached_rerun, build_report_db, sample_png
@@ -44,7 +43,7 @@ def test_pareto_front_keeps_rows_nothing_beats() -> None:
 
 def test_rows_map_to_their_jobs_and_cached_jobs_to_their_sources(db: Database) -> None:
     data = load_report_data(db)
-    rows = table_rows(db, data, build_table(data))
+    rows = build_table(data).rows()
     assert [r.label for r in rows] == [
         "channels=16",
         "channels=32",
@@ -52,13 +51,13 @@ def test_rows_map_to_their_jobs_and_cached_jobs_to_their_sources(db: Database) -
         "channels=32, Flip, MS scales=0.75,1.0,1.25",
     ]
     assert [r.job_ids for r in rows] == [[1, 2], [3, 4], [5, 6], [7, 8]]
-    assert [r.seeds for r in rows] == [[0, 1]] * 4
+    assert [r.job_seeds for r in rows] == [[0, 1]] * 4
     run = add_cached_rerun(db)
-    rerun = load_report_data(db, run=run)
-    cached = table_rows(db, rerun, build_table(rerun))
+    rerun = load_report_data(db, run=run, figures=True)
+    cached = build_table(rerun).rows()
     assert [r.job_ids for r in cached] == [[9, 10], [11, 12], [13, 14], [15, 16]]
     assert [r.source_ids for r in cached] == [r.job_ids for r in rows]
-    samples = load_samples(db, cached)
+    samples = sample_predictions(rerun, cached)
     assert [(s.row.index, s.seed, s.name) for s in samples][:2] == [
         (0, 0, "sample_0.png"),
         (0, 0, "sample_1.png"),
@@ -68,7 +67,7 @@ def test_rows_map_to_their_jobs_and_cached_jobs_to_their_sources(db: Database) -
 
 def test_accuracy_cost_has_a_panel_per_recorded_cost(db: Database) -> None:
     data = load_report_data(db)
-    rows = table_rows(db, data, build_table(data))
+    rows = build_table(data).rows()
     plot = accuracy_cost_plot(data, rows)
     assert plot is not None
     assert [ax.get_xlabel() for ax in plot.figure.axes] == ["GFLOPs", "params (M)", "latency (ms)"]
@@ -81,7 +80,7 @@ def test_accuracy_cost_has_a_panel_per_recorded_cost(db: Database) -> None:
     with db.session() as s:
         s.execute(delete(Metric).where(Metric.name.in_(["macs", "latency_ms"])))
     data = load_report_data(db)
-    plot = accuracy_cost_plot(data, table_rows(db, data, build_table(data)))
+    plot = accuracy_cost_plot(data, build_table(data).rows())
     assert plot is not None and [ax.get_xlabel() for ax in plot.figure.axes] == ["params (M)"]
 
 
@@ -90,7 +89,7 @@ def test_accuracy_error_bars_are_the_bootstrap_interval_where_evidence_was_recor
     from segbench.store.schema import ImageEvidence
 
     data = load_report_data(db)
-    rows = table_rows(db, data, build_table(data))
+    rows = build_table(data).rows()
     plot = accuracy_cost_plot(data, rows)
     assert plot is not None and "bootstrap interval over the evaluation images" in plot.explanation
     first = rows[0]
@@ -102,14 +101,14 @@ def test_accuracy_error_bars_are_the_bootstrap_interval_where_evidence_was_recor
     with db.session() as s:
         s.execute(delete(ImageEvidence))
     data = load_report_data(db)
-    plot = accuracy_cost_plot(data, table_rows(db, data, build_table(data)))
+    plot = accuracy_cost_plot(data, build_table(data).rows())
     assert plot is not None and "bars ± std over seeds (no per-image evidence recorded)" in plot.explanation
     close([plot])
 
 
 def test_heatmap_shows_seed_means_per_class(db: Database) -> None:
     data = load_report_data(db)
-    rows = table_rows(db, data, build_table(data))
+    rows = build_table(data).rows()
     plot = per_class_heatmap(data, rows)
     assert plot is not None
     ax = plot.figure.axes[0]
@@ -123,7 +122,7 @@ def test_heatmap_shows_seed_means_per_class(db: Database) -> None:
         "lamp",
     ]
     assert [t.get_text() for t in ax.get_yticklabels()][0] == "1. channels=16"
-    vectors = [data.details[(j, "per_class_iou")]["samples"] for j in rows[0].job_ids]
+    vectors = [data.details[(j, "per_class_iou")].samples for j in rows[0].job_ids]
     road = sum(v[0] for v in vectors) / len(vectors) * 100
     texts = {(t.get_position()[0], t.get_position()[1]): t.get_text() for t in ax.texts}
     assert texts[(0.5, 0.5)] == f"{road:.0f}"
@@ -131,8 +130,8 @@ def test_heatmap_shows_seed_means_per_class(db: Database) -> None:
 
 
 def test_rows_sharing_a_training_run_share_one_loss_curve(db: Database) -> None:
-    data = load_report_data(db)
-    plot = loss_plot(db, table_rows(db, data, build_table(data)))
+    data = load_report_data(db, figures=True)
+    plot = loss_plot(data, build_table(data).rows())
     assert plot is not None
     labels = [t.get_text() for t in plot.figure.axes[0].get_legend().get_texts()]
     assert labels == ["1. channels=16", "2, 3. channels=32", "4. channels=32, Flip, MS scales=0.75,1.0,1.25"]
@@ -142,19 +141,19 @@ def test_plots_without_numbers_are_left_out(db: Database) -> None:
     with db.session() as s:
         s.execute(delete(Metric).where(Metric.name.like("trimap%")))
         s.execute(delete(Series))
-    data = load_report_data(db)
-    _, plots = build_plots(db, data, build_table(data))
+    data = load_report_data(db, figures=True)
+    plots = build_plots(data, build_table(data))
     assert [p.slug for p in plots] == ["accuracy_cost", "per_class_iou"]
     close(plots)
 
 
 def test_svg_is_self_contained_and_ids_do_not_collide(db: Database) -> None:
-    data = load_report_data(db)
-    _, plots = build_plots(db, data, build_table(data))
+    data = load_report_data(db, figures=True)
+    plots = build_plots(data, build_table(data))
     svgs = [to_svg(p) for p in plots]
     assert all(s.startswith("<svg") and s.endswith("</svg>") for s in svgs)
     assert not any("http" in s or "<metadata" in s for s in svgs)
-    _, again = build_plots(db, data, build_table(data))
+    again = build_plots(data, build_table(data))
     assert [to_svg(p) for p in again] == svgs  # deterministic: no dates, stable ids
     close(again)
     ids = [re.findall(r'\bid="([^"]+)"', s) for s in svgs]
@@ -167,8 +166,8 @@ def test_svg_is_self_contained_and_ids_do_not_collide(db: Database) -> None:
 
 
 def test_write_plots_writes_pngs_for_every_figure_and_sample(db: Database, tmp_path: Path) -> None:
-    data = load_report_data(db)
-    written = write_plots(db, data, build_table(data), tmp_path / "plots")
+    data = load_report_data(db, figures=True)
+    written = write_plots(data, build_table(data), tmp_path / "plots")
     names = [p.name for p in written]
     assert names[:4] == ["accuracy_cost.png", "per_class_iou.png", "trimap.png", "loss.png"]
     assert names[4:6] == ["sample_1_seed0_sample_0.png", "sample_1_seed0_sample_1.png"]
@@ -193,7 +192,7 @@ def test_rows_map_to_their_jobs_in_table_order_when_report_rows_leaves_factors_o
     try:
         data = load_report_data(db)
         table = build_table(data)
-        rows = table_rows(db, data, table)
+        rows = table.rows()
     finally:
         db.close()
     assert [r.label for r in rows] == [
@@ -204,7 +203,7 @@ def test_rows_map_to_their_jobs_in_table_order_when_report_rows_leaves_factors_o
     ]
     assert [r.job_ids for r in rows] == [[1, 2], [3, 4], [5, 6], [7, 8]]
     # the mapping agrees with the table's own numbers: row 4 is the multi-scale row with one seed
-    assert rows[3].row.cells["mIoU"].value == pytest.approx(data.jobs.set_index("job_id").at[7, "mIoU"])
+    assert rows[3].cells["mIoU"].value == pytest.approx(data.jobs.set_index("job_id").at[7, "mIoU"])
 
 
 def test_a_row_with_every_factor_off_is_named_by_what_it_lacks() -> None:

@@ -20,7 +20,7 @@ import yaml
 from segbench.config import load_suite, parse_suite
 from segbench.data.catalog import DIAGNOSTIC, get_dataset_entry
 from segbench.jobs import JobSpec
-from segbench.report.columns import KNOWN
+from segbench.metrics import METRICS as KNOWN
 from segbench.suite import expand, varied_factors
 from tests.test_spine import REPO, db_rows, segbench
 

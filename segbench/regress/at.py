@@ -130,10 +130,8 @@ def _child_env() -> dict[str, str]:
 
 def _recorded_run(url: str, worktree: Path) -> int | None:
     """The run recorded from this worktree (its path is unique to this call)."""
-    from sqlalchemy import select
-
+    from segbench.store import reads
     from segbench.store.db import open_db
-    from segbench.store.schema import Run
 
     try:
         db = open_db(url, create=False)
@@ -141,11 +139,6 @@ def _recorded_run(url: str, worktree: Path) -> int | None:
         return None  # the run failed before it created the database
     try:
         with db.sessions() as session:
-            return session.scalar(
-                select(Run.id)
-                .where(Run.suite_path.startswith(str(worktree) + os.sep, autoescape=True))
-                .order_by(Run.id.desc())
-                .limit(1)
-            )
+            return reads.latest_run_under(session, str(worktree))
     finally:
         db.close()

@@ -196,8 +196,8 @@ def merge(
     db: DbOption = None,
 ) -> None:
     """Merge results recorded in another database (another machine's) into this one, without duplicates."""
-    from segbench.regress.merge import merge_databases
     from segbench.store.db import open_db
+    from segbench.store.merge import merge_databases
     from segbench.store.recorder import repair as repair_database
 
     source_url = other if "://" in other else _sqlite_url(Path(other))

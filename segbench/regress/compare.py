@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from segbench.bootstrap import CONFIDENCE, paired_delta
-from segbench.regress.rules import NOT_COMPARED, Kind, Rule, RuleBook
+from segbench.metrics import Kind, metric, order
+from segbench.regress.rules import Rule, RuleBook
 from segbench.regress.snapshot import RecordedJob, Snapshot
 from segbench.regress.stats import Decision, Verdict
-from segbench.report.columns import KNOWN, column
 
 
 @dataclass(frozen=True)
@@ -69,14 +69,9 @@ class Comparison:
         return {r.hardware: r.hardware_name or r.hardware for r in self.rows if r.hardware is not None}
 
 
-def metric_order(names: Iterable[str]) -> list[str]:
-    """Known metrics in the reports' order, then the rest alphabetically."""
-    known = list(KNOWN)
-    return sorted(set(names), key=lambda n: (known.index(n) if n in known else len(known), n))
-
-
 def default_metrics(base: Snapshot, head: Snapshot) -> list[str]:
-    return metric_order((base.metric_names() | head.metric_names()) - NOT_COMPARED)
+    """Every benchmark number either side recorded, in the reports' order."""
+    return order({n for n in base.metric_names() | head.metric_names() if metric(n).compared})
 
 
 def compare(
@@ -154,8 +149,7 @@ def paired_test(b: RecordedJob, h: RecordedJob, rule: Rule) -> tuple[float | Non
     if not b.evidence.same_images(h.evidence):
         return None, "evaluated on different images: threshold only"
     test = paired_delta([h.evidence.per_image(rule.metric)], [b.evidence.per_image(rule.metric)], rule.metric)
-    col = column(rule.metric)
-    low, high = (f"{v * col.scale:+.{col.digits}f}" for v in (test.low, test.high))
+    low, high = (metric(rule.metric).show_signed(v) for v in (test.low, test.high))
     return (
         test.p_value,
         f"paired bootstrap over {test.images} images, Δ {CONFIDENCE:.0%} interval [{low}, {high}]",
@@ -194,12 +188,12 @@ def markdown(comparison: Comparison, *, only_changed: bool = False) -> str:
         lines.append("| job | metric | base | head | change | p | verdict | note |")
         lines.append("|:---|:---|---:|---:|---:|---:|:---|:---|")
         for r in rows:
-            metric = column(r.metric).header
+            header = metric(r.metric).header
             if r.hardware is not None and len(hardware) > 1:
-                metric += f" · {hardware[r.hardware]}"
+                header += f" · {hardware[r.hardware]}"
             p = f"{r.decision.p_value:.3g}" if r.decision.p_value is not None else ""
             verdict = _SHOWN.get(r.verdict, r.verdict.value)
-            cells = [r.label, metric, r.rule.format_value(r.base), r.rule.format_value(r.head)]
+            cells = [r.label, header, r.rule.format_value(r.base), r.rule.format_value(r.head)]
             cells += [r.change, p, verdict, r.decision.note]
             lines.append("| " + " | ".join(c.replace("|", "\\|") or " " for c in cells) + " |")
         lines.append("")

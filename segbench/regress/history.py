@@ -14,21 +14,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from segbench.errors import UserError, did_you_mean
+from segbench.metrics import metric
 from segbench.regress import gitrev
 from segbench.regress.compare import paired_test
 from segbench.regress.gitrev import CommitInfo
 from segbench.regress.rules import Rule, RuleBook, resolve_metric
 from segbench.regress.snapshot import RecordedJob, RunRef, collect_jobs, run_ref
 from segbench.regress.stats import Decision, Verdict
-from segbench.report.columns import column
-from segbench.store.schema import Run
-
-#: SQLite allows a few hundred bound parameters per statement on old builds.
-_CHUNK = 400
+from segbench.store import reads
 
 
 @dataclass(frozen=True)
@@ -84,7 +80,7 @@ def load_history(
     """The values of ``metric`` at every commit of ``repo``'s history (up to ``tip``) that has results."""
     commits = gitrev.ancestry(repo, tip, since)
     position = {c.sha: i for i, c in enumerate(commits)}
-    runs = _runs_at(session, list(position), suite)
+    runs = reads.runs_at(session, position, suite)
     refs: dict[str, dict[int, RunRef]] = {}
     skipped = 0
     for run in runs:
@@ -130,17 +126,6 @@ def load_history(
         lines=tuple(lines),
         skipped_dirty=skipped,
     )
-
-
-def _runs_at(session: Session, shas: list[str], suite: str | None) -> list[Run]:
-    runs: dict[int, Run] = {}
-    for i in range(0, len(shas), _CHUNK):
-        chunk = shas[i : i + _CHUNK]
-        query = select(Run).where(or_(Run.suite_commit.in_(chunk), Run.segbench_commit.in_(chunk)))
-        if suite is not None:
-            query = query.where(Run.suite_name == suite)
-        runs.update((run.id, run) for run in session.scalars(query))
-    return [runs[k] for k in sorted(runs)]
 
 
 def _only_model(
@@ -205,7 +190,7 @@ def terminal_table(history: History):  # type: ignore[no-untyped-def]
     """A rich table: one row per commit, one column per line; steps marked ▲ (better) / ▼ (worse)."""
     from rich.table import Table
 
-    col = column(history.metric)
+    col = metric(history.metric)
     table = Table(title=f"{col.header} across commits ({history.rule.describe_threshold()})")
     table.add_column("commit", style="bold")
     table.add_column("subject", max_width=40, overflow="ellipsis", no_wrap=True)
@@ -239,7 +224,7 @@ def plot(history: History, path: Path) -> Path:
     matplotlib.use("Agg")  # no display: CI machines and SSH sessions have none
     import matplotlib.pyplot as plt
 
-    col = column(history.metric)
+    col = metric(history.metric)
     x_of = {c.sha: i for i, c in enumerate(history.commits)}
     fig, ax = plt.subplots(figsize=(max(6.0, 0.5 * len(history.commits) + 3), 4.5))
     try:

@@ -1,6 +1,7 @@
 """Which decision applies to which metric, with which threshold.
 
-A metric is one of four kinds:
+A metric is one of four kinds (each metric's kind and direction are in
+:mod:`segbench.metrics`, the table every part reads):
 
 * ``accuracy`` (mIoU, pixel accuracy, losses, anything unknown): hardware-
   independent single measurements; percentage metrics change by more than
@@ -32,10 +33,11 @@ import math
 import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from enum import Enum
 
 from segbench.errors import UserError, did_you_mean
 from segbench.evidence import source_array
+from segbench.metrics import ALIASES, METRICS, Kind, canonical
+from segbench.metrics import metric as metric_of
 from segbench.regress.stats import (
     DEFAULT_ALPHA,
     Decision,
@@ -45,47 +47,11 @@ from segbench.regress.stats import (
     threshold_decision,
     timing_decision,
 )
-from segbench.report.columns import KNOWN, column
 
 DEFAULT_FACTOR = 0.05
 #: Half an mIoU point, in display units (percentage points).
 DEFAULT_ACCURACY_POINTS = 0.5
 DEFAULT_OTHER_RELATIVE = 0.01
-
-
-class Kind(str, Enum):
-    accuracy = "accuracy"
-    timing = "timing"
-    memory = "memory"
-    complexity = "complexity"
-
-
-TIMING_METRICS: dict[str, str | None] = {
-    # metric → the metric whose samples decide its significance (None: its own, if it has any)
-    "latency_ms": "latency_ms",
-    "latency_p90_ms": None,
-    "throughput_ips": "latency_ms",
-    "throughput_batch_ips": None,
-    "train_seconds": None,
-    "train_images_per_s": None,
-    "eval_images_per_s": None,
-}
-MEMORY_METRICS = frozenset({"peak_memory_bytes", "train_peak_memory_bytes"})
-COMPLEXITY_METRICS = frozenset(
-    {"params", "params_total", "params_trainable", "params_aux", "macs", "macs_inference", "flops_total"}
-)
-#: Recorded, but not a benchmark number: a dispersion statistic, a vector, a configuration echo.
-NOT_COMPARED = frozenset({"latency_cv", "per_class_iou", "train_iterations"})
-
-#: Short names users type in ``--metric`` and ``--fail-on``.
-ALIASES: dict[str, str] = {
-    "latency": "latency_ms",
-    "p90": "latency_p90_ms",
-    "throughput": "throughput_ips",
-    "flops": "macs",
-    "gflops": "macs",
-    "memory": "peak_memory_bytes",
-}
 
 
 @dataclass(frozen=True)
@@ -133,18 +99,17 @@ class Rule:
         return threshold_decision(base, head, self.threshold, higher_is_better=self.higher_is_better)
 
     def format_value(self, value: float | None) -> str:
-        return "–" if value is None else column(self.metric).show(value)
+        return "–" if value is None else metric_of(self.metric).show(value)
 
     def format_change(self, base: float, head: float) -> str:
         """Relative for relative thresholds and exact counts, else a difference in display units."""
         if self.threshold.relative or self.kind is Kind.complexity:
             change = relative_change(base, head)
             return "new" if math.isinf(change) else f"{change * 100:+.1f}%"
-        col = column(self.metric)
-        return f"{(head - base) * col.scale:+.{col.digits}f}" + (" pts" if _is_percent(self.metric) else "")
+        return metric_of(self.metric).show_signed(head - base) + (" pts" if _is_percent(self.metric) else "")
 
     def describe_threshold(self, alpha: float = DEFAULT_ALPHA) -> str:
-        col = column(self.metric)
+        col = metric_of(self.metric)
         if self.threshold.relative:
             text = f"±{self.threshold.amount * 100:g}%"
         elif self.threshold.amount == 0:
@@ -164,26 +129,24 @@ class Rule:
         return self.kind is Kind.accuracy and source_array(self.metric) is not None
 
 
-def _is_percent(metric: str) -> bool:
-    return column(metric).scale == 100.0
+def _is_percent(name: str) -> bool:
+    return metric_of(name).percent
 
 
-def default_rule(metric: str, factor: float = DEFAULT_FACTOR) -> Rule:
-    """The rule a metric gets when the user says nothing about it."""
-    col = column(metric)
-    if metric in TIMING_METRICS:
-        return Rule(
-            metric, Kind.timing, Threshold(factor, True), col.higher_is_better, TIMING_METRICS[metric]
-        )
-    if metric in MEMORY_METRICS:
-        return Rule(metric, Kind.memory, Threshold(factor, True), higher_is_better=False)
-    if metric in COMPLEXITY_METRICS:
-        return Rule(metric, Kind.complexity, Threshold(0.0, False), higher_is_better=False)
-    if _is_percent(metric):
+def default_rule(name: str, factor: float = DEFAULT_FACTOR) -> Rule:
+    """The rule a metric gets when the user says nothing about it (its kind and direction: segbench.metrics)."""
+    col = metric_of(name)
+    if col.kind is Kind.timing:
+        return Rule(name, Kind.timing, Threshold(factor, True), col.higher_is_better, col.samples_from)
+    if col.kind is Kind.memory:
+        return Rule(name, Kind.memory, Threshold(factor, True), col.higher_is_better)
+    if col.kind is Kind.complexity:
+        return Rule(name, Kind.complexity, Threshold(0.0, False), col.higher_is_better)
+    if col.percent:
         threshold = Threshold(DEFAULT_ACCURACY_POINTS / col.scale, False)
     else:
         threshold = Threshold(DEFAULT_OTHER_RELATIVE, True)
-    return Rule(metric, Kind.accuracy, threshold, col.higher_is_better)
+    return Rule(name, Kind.accuracy, threshold, col.higher_is_better)
 
 
 @dataclass(frozen=True)
@@ -226,14 +189,10 @@ def parse_threshold_specs(text: str, option: str) -> list[ThresholdSpec]:
 
 def resolve_metric(name: str, available: Collection[str], option: str = "--metric") -> str:
     """A metric name as stored: exact, an alias (``latency``), or a case-insensitive match (``miou``)."""
-    known = set(available) | set(KNOWN)
-    if name in known:
-        return name
-    if name.lower() in ALIASES:
-        return ALIASES[name.lower()]
-    folded = [k for k in known if k.lower() == name.lower()]
-    if len(folded) == 1:
-        return folded[0]
+    found = canonical(name, available)
+    if found is not None:
+        return found
+    known = set(available) | set(METRICS)
     raise UserError(
         f"{option} '{name}': no such metric{did_you_mean(name, sorted(known | set(ALIASES)))}; "
         f"recorded here: {', '.join(sorted(available)) or '(none)'}"
@@ -273,6 +232,6 @@ class RuleBook:
                         f"{option} '{spec.name}:{spec.sign}…': {better} {metric} is better, so a regression "
                         f"is a change of sign '{worse}' (write {spec.name}:{worse}…)"
                     )
-            amount = spec.amount if spec.relative else spec.amount / column(metric).scale
+            amount = spec.amount if spec.relative else spec.amount / metric_of(metric).scale
             overrides[metric] = Threshold(amount, spec.relative)
         return replace(self, overrides=overrides)

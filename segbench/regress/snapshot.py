@@ -16,17 +16,17 @@ a run chosen by id is judged by its suite repository when it has one.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import ScalarResult, or_, select
 from sqlalchemy.orm import Session
 
 from segbench.errors import UserError, did_you_mean
 from segbench.evidence import Evidence
 from segbench.regress import gitrev
-from segbench.store.schema import Hardware, Job, Metric, Run
+from segbench.store import reads
+from segbench.store.reads import JobRecord, RunRecord
 
 _HEX = re.compile(r"^[0-9a-f]{7,40}$")
 
@@ -56,13 +56,13 @@ def resolve_target(session: Session, text: str, repo: Path | None) -> Target:
     text = text.strip()
     if not text:
         raise UserError("an empty revision: name a commit, branch, tag or run id")
-    if text.isdigit() and session.get(Run, int(text)) is not None:
+    if text.isdigit() and reads.run(session, int(text)) is not None:
         return Target(text, run_id=int(text))
     if repo is not None:
         sha = gitrev.resolve_commit(repo, text)
         if sha is not None:
             return Target(text, commit=sha)
-    if _HEX.match(text.lower()) and _runs_at(session, text.lower()).first() is not None:
+    if _HEX.match(text.lower()) and reads.runs_at_prefix(session, text.lower()):
         return Target(text, commit=text.lower())
     where = (
         f"a revision in {repo}" if repo is not None else "a revision (not inside a git repository: --repo)"
@@ -71,15 +71,6 @@ def resolve_target(session: Session, text: str, repo: Path | None) -> Target:
     raise UserError(
         f"'{text}' is neither a run id in this database (see `segbench list runs`) nor {where}{hint}"
     )
-
-
-def _runs_at(session: Session, commit: str) -> ScalarResult[Run]:
-    """Runs whose suite or segbench commit is ``commit`` (a full hash or a prefix)."""
-    if len(commit) == 40:
-        cond = or_(Run.suite_commit == commit, Run.segbench_commit == commit)
-    else:
-        cond = or_(Run.suite_commit.startswith(commit), Run.segbench_commit.startswith(commit))
-    return session.scalars(select(Run).where(cond).order_by(Run.id))
 
 
 @dataclass(frozen=True)
@@ -161,7 +152,7 @@ class Snapshot:
         return text
 
 
-def run_ref(run: Run, commit: str | None) -> RunRef:
+def run_ref(run: RunRecord, commit: str | None) -> RunRef:
     """``run`` as seen from the repository of ``commit`` (a hash or prefix; None: the suite's repository)."""
     if run.suite_commit is not None and (commit is None or run.suite_commit.startswith(commit)):
         return RunRef(run.id, run.suite_commit, bool(run.suite_dirty), bool(run.segbench_dirty))
@@ -182,11 +173,11 @@ def load_snapshot(
     tree and says so when nothing else is left.
     """
     if target.run_id is not None:
-        found = session.get(Run, target.run_id)
+        found = reads.run(session, target.run_id)
         runs = [found] if found is not None else []
     else:
         assert target.commit is not None
-        runs = list(_runs_at(session, target.commit))
+        runs = reads.runs_at_prefix(session, target.commit)
     if suite is not None:
         names = sorted({r.suite_name for r in runs})
         runs = [r for r in runs if r.suite_name == suite]
@@ -224,27 +215,22 @@ def load_snapshot(
 
 
 def collect_jobs(
-    session: Session, refs: Mapping[int, RunRef], runs: Mapping[int, Run]
+    session: Session, refs: Mapping[int, RunRef], runs: Mapping[int, RunRecord]
 ) -> dict[str, tuple[RecordedJob, ...]]:
     """Per job_key, the latest done result of each hardware key among the runs ``refs``, latest first."""
-    from segbench.report.query import load_evidence, source_of
-
-    chosen: dict[tuple[str, str | None], tuple[Job, Job]] = {}
-    for job in session.scalars(select(Job).where(Job.run_id.in_(list(refs))).order_by(Job.id.desc())):
-        source = source_of(session, job)
+    chosen: dict[tuple[str, str | None], tuple[JobRecord, JobRecord]] = {}
+    for job in reads.jobs_of_runs(session, refs, latest_first=True):
+        source = reads.source_of(session, job)
         if source.status != "done":
             continue
         hardware = source.hardware.key if source.hardware is not None else None
         chosen.setdefault((job.job_key, hardware), (job, source))
-    metrics: dict[int, dict[str, Measurement]] = {}
     source_ids = [source.id for _, source in chosen.values()]
-    for m in session.scalars(select(Metric).where(Metric.job_id.in_(source_ids))):
-        metrics.setdefault(m.job_id, {})[m.name] = Measurement(m.value, _numeric(m.samples))
-    evidence = load_evidence(session, {i: i for i in source_ids})
+    recorded = reads.metrics(session, source_ids)
+    evidence = reads.evidence(session, {i: i for i in source_ids})
     out: dict[str, list[RecordedJob]] = {}
     for (key, hardware), (job, source) in chosen.items():  # insertion order: latest first
         ref = refs[job.run_id]
-        hw: Hardware | None = source.hardware
         out.setdefault(key, []).append(
             RecordedJob(
                 job_key=key,
@@ -255,17 +241,20 @@ def collect_jobs(
                 run_id=job.run_id,
                 job_id=source.id,
                 hardware=hardware,
-                hardware_name=(hw.gpu_name or hw.cpu_model) if hw is not None else None,
+                hardware_name=source.hardware.name if source.hardware is not None else None,
                 commit=ref.commit,
                 dirty=ref.dirty,
-                metrics=metrics.get(source.id, {}),
+                metrics={
+                    name: Measurement(m.value, _numeric(m.samples))
+                    for name, m in recorded.get(source.id, {}).items()
+                },
                 evidence=evidence.get(source.id),
             )
         )
     return {key: tuple(versions) for key, versions in out.items()}
 
 
-def _numeric(samples: list[object] | None) -> tuple[float, ...] | None:
+def _numeric(samples: Sequence[object] | None) -> tuple[float, ...] | None:
     """Samples as floats; None for vectors with gaps (per-class IoU) or anything non-numeric."""
     if not samples or not all(isinstance(s, int | float) and not isinstance(s, bool) for s in samples):
         return None

@@ -17,10 +17,9 @@ import io
 from html import escape
 
 import segbench
-from segbench.report.plots import Plot, RowJobs, SamplePrediction, build_plots, close, load_samples, to_svg
+from segbench.report.cells import Row, Table, format_factor
+from segbench.report.plots import Plot, SamplePrediction, build_plots, close, sample_predictions, to_svg
 from segbench.report.query import ReportData
-from segbench.report.table import Row, Table, format_factor
-from segbench.store.db import Database
 
 #: below this height (px) a sample image is upscaled without smoothing, so mask pixels stay sharp
 _PIXELATED_BELOW = 128
@@ -70,14 +69,14 @@ footer { margin-top: 40px; color: var(--muted); font-size: 12px; }
 """
 
 
-def render_html(db: Database, data: ReportData, table: Table) -> str:
-    """The whole report page for the run in ``data``, whose table is ``table``."""
-    rows, plots = build_plots(db, data, table)
+def render_html(data: ReportData, table: Table) -> str:
+    """The whole report page for the run in ``data`` (loaded with ``figures=True``), whose table is ``table``."""
+    plots = build_plots(data, table)
     try:
         figures = [_figure_section(plot) for plot in plots]
     finally:
         close(plots)
-    samples = load_samples(db, rows)
+    samples = sample_predictions(data, table.rows())
     sections = [("results", "Results"), *((p.slug, p.title) for p in plots)]
     if samples:
         sections.append(("samples", "Sample predictions"))
@@ -203,7 +202,7 @@ def _samples_section(samples: list[SamplePrediction]) -> str:
         rows.setdefault(s.row.index, []).append(s)
     parts = []
     for group in rows.values():
-        row: RowJobs = group[0].row
+        row: Row = group[0].row
         figures = "".join(
             f"<figure>{_img(s, row.label)}<figcaption>{escape(s.name)}</figcaption></figure>" for s in group
         )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from segbench.report.table import Row, Table, format_factor
+from segbench.report.cells import Row, Table, laid_out
 
 #: LaTeX's special characters in text mode; backslash first so later output is not re-escaped.
 _SPECIAL = {
@@ -66,14 +66,13 @@ def _number(text: str) -> str:
     return _SIGNED.sub(lambda m: f"${m.group(1)}$", escape(text))
 
 
+def bold(text: str) -> str:
+    """A best value, in tables and pivots alike."""
+    return rf"\textbf{{{text}}}"
+
+
 def _row_cells(table: Table, row: Row) -> list[str]:
-    out = [escape(format_factor(row.factors.get(key))) for key, _ in table.factor_columns]
-    for m in table.metric_columns:
-        cell = row.cells[m.name]
-        text = _number(cell.text)
-        out.append(rf"\textbf{{{text}}}" if cell.best else text)
-    out += [_number(row.cells["Δ" + m.name].text) for m in table.delta_columns]
-    return out
+    return laid_out(table, row, escape, _number, bold)
 
 
 def label_of(title: str) -> str:

@@ -18,14 +18,16 @@ import io
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from segbench.errors import UserError, did_you_mean
-from segbench.report.columns import MetricColumn, column
-from segbench.report.latex import escape, label_of
+from segbench.metrics import Metric, canonical
+from segbench.metrics import metric as metric_of
+from segbench.report.cells import best_keys, format_dimension, mean_std
+from segbench.report.latex import bold, escape, label_of
 from segbench.report.query import FACTOR_PREFIX, META_COLUMNS, ReportData
-from segbench.report.render import csv_cell, md_cell, md_text
+from segbench.report.render import csv_cell, md_bold, md_cell, md_text
 from segbench.report.table import suite_report_settings
 
 #: names a view can pivot on besides the suite's factors, and the job column each reads
@@ -53,7 +55,7 @@ class Pivot:
     """One metric over the chosen row and column dimensions, in first-appearance order."""
 
     title: str
-    metric: MetricColumn
+    metric: Metric
     row_dims: list[str]
     column_dims: list[str]
     headers: dict[str, str]  # dimension → header (the suite's report.labels for factors)
@@ -101,7 +103,7 @@ def build_pivot(data: ReportData, rows: list[str], metric: str, columns: list[st
     if repeated:
         raise UserError(f"--pivot/--columns: {_list(repeated)} named twice; each dimension goes in one place")
     metric = _resolve_metric(data, metric)
-    spec = column(metric)
+    spec = metric_of(metric)
 
     jobs = data.jobs.sort_values("position", kind="stable")
     every = [d for d in valid if _source(d) in jobs.columns]
@@ -141,12 +143,11 @@ def build_pivot(data: ReportData, rows: list[str], metric: str, columns: list[st
 
 
 def _resolve_metric(data: ReportData, metric: str) -> str:
+    """The recorded metric ``--metric`` names: as ``compare`` resolves it (exact, alias, any case)."""
     names = metric_names(data)
-    if metric in names:
-        return metric
-    same = [n for n in names if n.lower() == metric.lower()]
-    if len(same) == 1:
-        return same[0]
+    found = canonical(metric, names)
+    if found in names:
+        return found
     if metric in data.jobs.columns and metric not in META_COLUMNS:
         raise UserError(
             f"--metric '{metric}' has no scalar value in run {data.run.id}; valid: {_list(names)}"
@@ -162,7 +163,8 @@ def _source(dimension: str) -> str:
 
 
 def _plain(value: Any) -> Any:
-    """NaN (a factor a block does not set) becomes None, so it groups as one 'default' value."""
+    """NaN (a factor a block does not set) becomes None, so it groups as one 'default' value;
+    NumPy scalars become Python's, so keys compare and print as the values they are."""
     if isinstance(value, float) and math.isnan(value):
         return None
     return value.item() if hasattr(value, "item") else value
@@ -186,27 +188,20 @@ def _cell(group: list[dict[str, Any]]) -> PivotCell:
     values = [job["_value"] for job in group if job["_value"] is not None]
     if not values:
         return PivotCell(None, None, 0)
-    mean = sum(values) / len(values)
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else None
-    return PivotCell(mean, std, len(values))
+    return PivotCell(*mean_std(values), len(values))
 
 
 def _mark_best(
     cells: dict[tuple[tuple[Any, ...], tuple[Any, ...]], PivotCell],
     column_keys: list[tuple[Any, ...]],
-    spec: MetricColumn,
+    spec: Metric,
 ) -> dict[tuple[tuple[Any, ...], tuple[Any, ...]], PivotCell]:
-    """Bold the best mean of each column, as the suite table does, when the column has a contest."""
+    """Bold the best mean of each column, as the suite table bolds its best (on the printed value)."""
     out = dict(cells)
     for ck in column_keys:
         means = {key: c.mean for key, c in cells.items() if key[1] == ck and c.mean is not None}
-        if len(set(means.values())) < 2:
-            continue
-        best = max(means.values()) if spec.higher_is_better else min(means.values())
-        for key, mean in means.items():
-            if mean == best:
-                c = cells[key]
-                out[key] = PivotCell(c.mean, c.std, c.count, best=True)
+        for key in best_keys(spec, means):
+            out[key] = replace(cells[key], best=True)
     return out
 
 
@@ -226,31 +221,19 @@ def _list(names: list[str]) -> str:
     return ", ".join(names) if names else "(none)"
 
 
-def show_value(value: Any) -> str:
-    """A dimension's value as a header: ✓/✗ for booleans, 'default' where the factor was not set."""
-    if value is True:
-        return "✓"
-    if value is False:
-        return "✗"
-    if value is None:
-        return "default"
-    if isinstance(value, list | tuple):
-        return ",".join(str(v) for v in value)
-    return str(value)
-
-
 def _cell_text(pivot: Pivot, cell: PivotCell | None) -> str:
     if cell is None or cell.mean is None:
         return "—"
-    text = pivot.metric.show(cell.mean)
-    return text + (f" ± {pivot.metric.show(cell.std)}" if cell.std is not None else "")
+    return pivot.metric.show_mean(cell.mean, cell.std)
 
 
 def _column_headers(pivot: Pivot) -> list[str]:
     if not pivot.column_dims:
         return [pivot.metric.header]
     return [
-        ", ".join(f"{pivot.headers[d]}={show_value(v)}" for d, v in zip(pivot.column_dims, ck, strict=True))
+        ", ".join(
+            f"{pivot.headers[d]}={format_dimension(v)}" for d, v in zip(pivot.column_dims, ck, strict=True)
+        )
         for ck in pivot.column_keys
     ]
 
@@ -259,7 +242,7 @@ def _grid(pivot: Pivot) -> list[list[tuple[str, bool]]]:
     """Row by row: the row's dimension values then each column's (text, best)."""
     out = []
     for rk in pivot.row_keys:
-        line = [(show_value(v), False) for v in rk]
+        line = [(format_dimension(v), False) for v in rk]
         for ck in pivot.column_keys:
             cell = pivot.cells.get((rk, ck))
             line.append((_cell_text(pivot, cell), bool(cell and cell.best)))
@@ -278,7 +261,7 @@ def to_markdown(pivot: Pivot) -> str:
     ]
     for line in _grid(pivot):
         lines.append(
-            "| " + " | ".join(f"**{md_cell(t)}**" if best else md_cell(t) for t, best in line) + " |"
+            "| " + " | ".join(md_bold(md_cell(t)) if best else md_cell(t) for t, best in line) + " |"
         )
     lines += ["", f"*{md_text(pivot.caption)}*"]
     return "\n".join(lines) + "\n"
@@ -300,7 +283,7 @@ def to_latex(pivot: Pivot) -> str:
         r"    \midrule",
     ]
     for line in _grid(pivot):
-        cells = [rf"\textbf{{{escape(t)}}}" if best else escape(t) for t, best in line]
+        cells = [bold(escape(t)) if best else escape(t) for t, best in line]
         lines.append("    " + " & ".join(cells) + r" \\")
     lines += [r"    \bottomrule", r"  \end{tabular}", r"\end{table}"]
     return "\n".join(lines) + "\n"

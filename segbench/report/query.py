@@ -1,27 +1,28 @@
-"""Queries from the results database into pandas, shared by every report.
+"""A run's results as the reports read them: pandas rows, evidence, curves and samples.
 
-One row per job of the chosen run. A job recorded as ``cached`` (its key was
+The records come from :mod:`segbench.store.reads` (no query is written here);
+this module lays them out for the table, pivots and figures. One row per job
+of the chosen run. A job recorded as ``cached`` (its key was
 already done at the same code version) shows the numbers of the job it points
 to, so a re-run's report is complete without re-measuring anything.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from segbench.errors import UserError
 from segbench.evidence import Evidence
+from segbench.store import reads
 from segbench.store.db import Database
-from segbench.store.liveness import UNFINISHED, gone_reason
-from segbench.store.schema import ImageEvidence, Job, Metric, Run
+from segbench.store.liveness import UNFINISHED
+from segbench.store.reads import MetricRecord, RunRecord, SampleImage
 
 META_COLUMNS = (
     "job_id",
+    "source_id",
     "job_key",
     "position",
     "label",
@@ -57,59 +58,28 @@ class RunInfo:
 
 @dataclass
 class ReportData:
-    """The chosen run and its jobs: metadata, ``factor:<name>`` columns, one column per metric."""
+    """The chosen run and its jobs: metadata, ``factor:<name>`` columns, one column per metric.
+
+    ``source_id`` is the job holding a row's numbers (itself, or the job a
+    ``cached`` one points at); curves and samples are keyed by it.
+    """
 
     run: RunInfo
     jobs: pd.DataFrame
-    #: (job_id, metric) → the Metric row's unit, samples and extra, for captions and notes
-    details: dict[tuple[int, str], dict[str, Any]]
+    #: (job_id, metric) → the recorded metric (unit, samples, extra), for captions, notes and figures
+    details: dict[tuple[int, str], MetricRecord]
     #: job_id → the per-image evidence of its evaluation (jobs recorded with it)
     evidence: dict[int, Evidence] = field(default_factory=dict)
+    #: source job id → its training-loss curve (steps, values); loaded with ``figures=True``
+    curves: dict[int, tuple[list[float], list[float]]] = field(default_factory=dict)
+    #: source job id → its stored sample predictions; loaded with ``figures=True``
+    samples: dict[int, list[SampleImage]] = field(default_factory=dict)
 
     def factor_names(self) -> list[str]:
         return [c[len(FACTOR_PREFIX) :] for c in self.jobs.columns if c.startswith(FACTOR_PREFIX)]
 
 
-def find_run(session: Session, suite: str | None, run: str | int | None) -> Run:
-    """``--run ID`` or the latest run (of ``--suite`` if given)."""
-    if run not in (None, "latest"):
-        try:
-            run_id = int(run)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            raise UserError(
-                f"--run '{run}': expected a run id (see `segbench list runs`) or 'latest'"
-            ) from None
-        found = session.get(Run, run_id)
-        if found is None:
-            raise UserError(f"--run {run_id}: no such run (see `segbench list runs`)")
-        return found
-    query = select(Run).order_by(Run.id.desc()).limit(1)
-    if suite:
-        query = query.where(Run.suite_name == suite)
-    found = session.scalar(query)
-    if found is None:
-        if suite:
-            names = session.scalars(select(Run.suite_name).distinct()).all()
-            from segbench.errors import did_you_mean
-
-            raise UserError(f"no runs of suite '{suite}'{did_you_mean(suite, names)} in this database")
-        raise UserError("this database has no runs yet: `segbench run SUITE.yaml` records some")
-    return found
-
-
-def source_of(session: Session, job: Job) -> Job:
-    """Follow ``cached`` links to the job that holds the numbers."""
-    seen = set()
-    while job.status == "cached" and job.source_job_id is not None and job.id not in seen:
-        seen.add(job.id)
-        nxt = session.get(Job, job.source_job_id)
-        if nxt is None:
-            break
-        job = nxt
-    return job
-
-
-def incomplete_note(run: Run, statuses: list[str], gone: str | None) -> str | None:
+def incomplete_note(run: RunRecord, statuses: list[str], gone: str | None) -> str | None:
     """The report's line for a run whose results are not all there, or None when they are.
 
     ``statuses`` are the jobs' as the report shows them; ``gone`` is why the
@@ -130,76 +100,66 @@ def incomplete_note(run: Run, statuses: list[str], gone: str | None) -> str | No
     return None
 
 
-def load_report_data(db: Database, suite: str | None = None, run: str | int | None = None) -> ReportData:
+def load_report_data(
+    db: Database, suite: str | None = None, run: str | int | None = None, *, figures: bool = False
+) -> ReportData:
+    """The run's jobs with their numbers; ``figures`` also loads the loss curves and sample images."""
     with db.sessions() as session:
-        chosen = find_run(session, suite, run)
-        gone = gone_reason(chosen)
-        info = RunInfo(
-            id=chosen.id,
-            suite_name=chosen.suite_name,
-            suite_text=chosen.suite_text,
-            status="interrupted" if gone else chosen.status,
-            started_at=chosen.started_at,
-            segbench_commit=chosen.segbench_commit,
-            segbench_dirty=chosen.segbench_dirty,
-            suite_commit=chosen.suite_commit,
-            suite_dirty=chosen.suite_dirty,
-            host=chosen.host,
-        )
-        jobs = session.scalars(select(Job).where(Job.run_id == chosen.id).order_by(Job.position)).all()
-        sources = {job.id: source_of(session, job) for job in jobs}
-        metric_rows = session.execute(
-            select(Metric).where(Metric.job_id.in_([s.id for s in sources.values()]))
-        ).scalars()
-        by_job: dict[int, dict[str, Metric]] = {}
-        for m in metric_rows:
-            by_job.setdefault(m.job_id, {})[m.name] = m
-        records = []
-        details: dict[tuple[int, str], dict[str, Any]] = {}
-        for job in jobs:
-            src = sources[job.id]
-            status = src.status if job.status == "cached" else job.status
-            if gone and status in UNFINISHED:
-                status = "interrupted"  # its driver is gone: nothing will finish it
-            rec: dict[str, Any] = {
-                "job_id": job.id,
-                "job_key": job.job_key,
-                "position": job.position,
-                "label": job.label,
-                "status": status,
-                "model": job.model,
-                "model_label": job.model_label,
-                "dataset": job.dataset,
-                "dataset_label": job.dataset_label,
-                "block": job.block,
-                "variant": job.variant,
-                "seed": job.seed,
-                "device": src.device,
-                "error": src.error,
-            }
-            for key, value in (job.factors or {}).items():
-                rec[FACTOR_PREFIX + key] = _hashable(value)
-            for name, m in by_job.get(src.id, {}).items():
-                rec[name] = m.value
-                details[(job.id, name)] = {"unit": m.unit, "samples": m.samples, "extra": m.extra}
-            records.append(rec)
-        evidence = load_evidence(session, {job.id: sources[job.id].id for job in jobs})
-        info = replace(info, incomplete=incomplete_note(chosen, [r["status"] for r in records], gone))
+        chosen = reads.find_run(session, suite, run)
+        jobs = reads.jobs_of_runs(session, [chosen.id])
+        sources = {job.id: reads.source_of(session, job) for job in jobs}
+        source_ids = {job: src.id for job, src in sources.items()}
+        by_job = reads.metrics(session, set(source_ids.values()))
+        evidence = reads.evidence(session, source_ids)
+        curves = reads.curves(session, set(source_ids.values()), "loss") if figures else {}
+        samples = reads.sample_images(session, set(source_ids.values())) if figures else {}
+    records = []
+    details: dict[tuple[int, str], MetricRecord] = {}
+    for job in jobs:
+        src = sources[job.id]
+        status = src.status if job.status == "cached" else job.status
+        if chosen.gone and status in UNFINISHED:
+            status = "interrupted"  # its driver is gone: nothing will finish it
+        rec: dict[str, Any] = {
+            "job_id": job.id,
+            "source_id": src.id,
+            "job_key": job.job_key,
+            "position": job.position,
+            "label": job.label,
+            "status": status,
+            "model": job.model,
+            "model_label": job.model_label,
+            "dataset": job.dataset,
+            "dataset_label": job.dataset_label,
+            "block": job.block,
+            "variant": job.variant,
+            "seed": job.seed,
+            "device": src.device,
+            "error": src.error,
+        }
+        for key, value in job.factors.items():
+            rec[FACTOR_PREFIX + key] = _hashable(value)
+        for name, m in by_job.get(src.id, {}).items():
+            rec[name] = m.value
+            details[(job.id, name)] = m
+        records.append(rec)
+    info = RunInfo(
+        id=chosen.id,
+        suite_name=chosen.suite_name,
+        suite_text=chosen.suite_text,
+        status="interrupted" if chosen.gone else chosen.status,
+        started_at=chosen.started_at,
+        segbench_commit=chosen.segbench_commit,
+        segbench_dirty=chosen.segbench_dirty,
+        suite_commit=chosen.suite_commit,
+        suite_dirty=chosen.suite_dirty,
+        host=chosen.host,
+        incomplete=incomplete_note(chosen, [r["status"] for r in records], chosen.gone),
+    )
     frame = pd.DataFrame.from_records(records)
     if frame.empty:
         frame = pd.DataFrame(columns=list(META_COLUMNS))
-    return ReportData(run=info, jobs=frame, details=details, evidence=evidence)
-
-
-def load_evidence(session: Session, sources: dict[int, int]) -> dict[int, Evidence]:
-    """job id → the evidence its source job recorded (``sources``: job id → source job id)."""
-    rows = session.scalars(select(ImageEvidence).where(ImageEvidence.job_id.in_(set(sources.values()))))
-    by_source = {row.job_id: decode_evidence(row) for row in rows}
-    return {job: by_source[src] for job, src in sources.items() if src in by_source}
-
-
-def decode_evidence(row: ImageEvidence) -> Evidence:
-    return Evidence.decode(row.dataset, row.split, row.images_sha, row.data, row.format)
+    return ReportData(info, frame, details, evidence, curves, samples)
 
 
 def _hashable(value: Any) -> Any:

@@ -17,8 +17,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from segbench.report.cells import Row, Table, laid_out
 from segbench.report.latex import to_latex
-from segbench.report.table import Table, format_factor
 
 _ENTITY = re.compile(r"&(?=#?\w+;)")
 
@@ -38,14 +38,13 @@ def md_cell(text: str) -> str:
     return "<br>".join(_html_safe(line).replace("|", "\\|") for line in text.splitlines())
 
 
-def _cells(table: Table, row: Any) -> list[str]:
-    out = [md_cell(format_factor(row.factors.get(key))) for key, _ in table.factor_columns]
-    for m in table.metric_columns:
-        cell = row.cells[m.name]
-        text = md_cell(cell.text)
-        out.append(f"**{text}**" if cell.best else text)
-    out += [md_cell(row.cells["Δ" + m.name].text) for m in table.delta_columns]
-    return out
+def md_bold(text: str) -> str:
+    """A best value, in tables and pivots alike."""
+    return f"**{text}**"
+
+
+def _cells(table: Table, row: Row) -> list[str]:
+    return laid_out(table, row, md_cell, md_cell, md_bold)
 
 
 def markdown(table: Table) -> str:

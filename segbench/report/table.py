@@ -3,107 +3,36 @@
 Rows are the suite's variants (seeds folded into mean ± std), grouped in the
 suite's blocks as the paper groups them; columns are the varied factors then
 the metrics with their units; the best value of each metric is marked, and a
-Δ column compares each row with the baseline row.
+Δ column compares each row with the baseline row (:mod:`segbench.report.delta`).
+Each row keeps its jobs, their sources and seeds, so the figures draw from the
+same rows without matching anything back.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
-from segbench.bootstrap import CONFIDENCE, Interval, paired_delta
 from segbench.config import ReportSettings, parse_suite
 from segbench.errors import UserError, did_you_mean
-from segbench.evidence import source_array
-from segbench.report.columns import DEFAULT_COLUMNS, MetricColumn, column
+from segbench.metrics import DEFAULT_COLUMNS, Metric, metric
+from segbench.report.cells import (
+    NOISY_MARK,
+    PARTIAL_MARK,
+    Block,
+    Cell,
+    Row,
+    Table,
+    best_keys,
+    format_factor,
+    mean_std,
+    present,
+)
+from segbench.report.delta import add_deltas, format_deltas, interval_notes
 from segbench.report.query import FACTOR_PREFIX, ReportData
 
-#: marks a value averaged over fewer seeds than the suite asked for
-PARTIAL_MARK = "†"
-#: marks a timing whose spread never settled (flagged noisy when it was measured)
-NOISY_MARK = "‡"
-#: marks a Δ whose bootstrap interval excludes zero
-SIGNIFICANT_MARK = "*"
-
-
-@dataclass
-class Cell:
-    text: str
-    value: Any = None
-    best: bool = False
-    #: how many seeds the value averages (fewer than the row's seeds when some failed first)
-    n: int = 1
-    #: a timing behind it was flagged noisy (its CV stayed above the target)
-    noisy: bool = False
-    #: a Δ's paired bootstrap interval (None: no per-image evidence to resample)
-    interval: Interval | None = None
-
-
-@dataclass
-class Row:
-    factors: dict[str, Any]
-    cells: dict[str, Cell]
-    status: str
-    seeds: int
-    is_baseline: bool = False
-    #: the jobs the row folds (one per seed)
-    job_ids: list[int] = field(default_factory=list)
-
-    def partial(self, cell: Cell) -> bool:
-        """The cell averages fewer seeds than the row ran (the others failed before that metric)."""
-        return cell.n < self.seeds
-
-
-@dataclass
-class Block:
-    name: str | None
-    rows: list[Row]
-
-
-@dataclass
-class Table:
-    title: str
-    caption: str
-    factor_columns: list[tuple[str, str]]  # (factor key, header)
-    metric_columns: list[MetricColumn]
-    delta_columns: list[MetricColumn]
-    blocks: list[Block]
-    notes: list[str] = field(default_factory=list)
-
-    def headers(self) -> list[str]:
-        return (
-            [h for _, h in self.factor_columns]
-            + [m.header for m in self.metric_columns]
-            + [f"Δ {m.header}" for m in self.delta_columns]
-        )
-
-    def records(self) -> list[dict[str, Any]]:
-        """Flat rows with raw values, for CSV/JSON exports."""
-        out = []
-        for block in self.blocks:
-            for row in block.rows:
-                rec: dict[str, Any] = {"block": block.name} if any(b.name for b in self.blocks) else {}
-                rec.update(row.factors)
-                for m in self.metric_columns:
-                    cell = row.cells.get(m.name)
-                    rec[m.name] = None if cell is None or cell.value is None else cell.value
-                    std = row.cells.get(m.name + ":std")
-                    if std is not None:
-                        rec[m.name + "_std"] = std.value
-                for m in self.delta_columns:
-                    cell = row.cells.get("Δ" + m.name)
-                    rec["delta_" + m.name] = None if cell is None else cell.value
-                    interval = cell.interval if cell is not None else None
-                    rec["delta_" + m.name + "_low"] = interval.low if interval else None
-                    rec["delta_" + m.name + "_high"] = interval.high if interval else None
-                    rec["delta_" + m.name + "_p"] = interval.p_value if interval else None
-                rec["status"] = row.status
-                rec["seeds"] = row.seeds
-                out.append(rec)
-        return out
+_MAX_LABEL = 48
 
 
 def suite_report_settings(data: ReportData) -> ReportSettings:
@@ -127,9 +56,9 @@ def build_table(data: ReportData, settings: ReportSettings | None = None) -> Tab
     # Several models or datasets in one suite: they are factors too.
     extra = [c for c in ("model_label", "dataset_label") if jobs[c].nunique() > 1]
     names = list(settings.columns) if settings.columns else [c for c in DEFAULT_COLUMNS if c in jobs.columns]
-    metrics = [column(n) for n in names]
+    metrics = [metric(n) for n in names]
     delta_names = settings.delta if settings.delta is not None else ([metrics[0].name] if metrics else [])
-    deltas = [column(n) for n in delta_names]
+    deltas = [metric(n) for n in delta_names]
 
     group_keys = ["block", "variant", *extra, *(FACTOR_PREFIX + f for f in varied)]
     groups = []
@@ -145,81 +74,117 @@ def build_table(data: ReportData, settings: ReportSettings | None = None) -> Tab
             row_factors["model"] = meta["model_label"]
         if "dataset_label" in extra:
             row_factors["dataset"] = meta["dataset_label"]
-        if _present(meta["variant"]):
+        if present(meta["variant"]):
             row_factors["variant"] = meta["variant"]
         row_factors.update({f: _present_or_none(meta.get(FACTOR_PREFIX + f)) for f in factors})
-        cells = {}
-        for m in metrics:
-            values = [v for v in group[m.name].tolist() if _present(v)] if m.name in group else []
-            if values:
-                mean = sum(values) / len(values)
-                cells[m.name] = Cell("", mean, n=len(values), noisy=_noisy(data, group, m.name))
-                if len(values) > 1:
-                    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-                    cells[m.name + ":std"] = Cell("", std)
-        statuses = set(group["status"])
-        status = "done" if statuses == {"done"} else "/".join(sorted(statuses))
-        blocks.setdefault(meta["block"] if _present(meta["block"]) else None, []).append(
-            Row(row_factors, cells, status, seeds=len(group), job_ids=[int(j) for j in group["job_id"]])
-        )
+        block = meta["block"] if present(meta["block"]) else None
+        blocks.setdefault(block, []).append(_row(data, group, row_factors, metrics, block))
     all_rows = [r for rows in blocks.values() for r in rows]
-    _mark_best(all_rows, metrics)
-    baselines = _baselines(all_rows, settings.baseline)
-    for row in all_rows:
-        baseline = baselines.get(id(row))
-        for m in deltas:
-            if baseline is not None and m.name in row.cells and m.name in baseline.cells:
-                d = row.cells[m.name].value - baseline.cells[m.name].value
-                interval = None
-                if baseline is not row and settings.resamples and source_array(m.name) is not None:
-                    interval = _delta_interval(data, row, baseline, m.name, settings.resamples)
-                row.cells["Δ" + m.name] = Cell("", d, interval=interval)
+    for m in metrics:
+        shown = {id(r): r.cells[m.name].value for r in all_rows if m.name in r.cells}
+        for r in (r for r in all_rows if id(r) in best_keys(m, shown)):
+            r.cells[m.name].best = True
+    add_deltas(data, all_rows, deltas, settings.baseline, settings.resamples)
     factor_cols = [(k, k) for k in ("model", "dataset") if any(k in r.factors for r in all_rows)]
     if any("variant" in r.factors for r in all_rows):
         factor_cols.append(("variant", "variant"))
     factor_cols += [(f, settings.labels.get(f, f)) for f in factors]
     for row in all_rows:
-        _format(row, metrics, deltas)
+        _format(row, metrics)
+        format_deltas(row, deltas)
     title = data.run.suite_name
     caption = _caption(data, metrics, settings)
-    notes = _notes(data, all_rows, metrics) + (
-        _interval_notes(all_rows, deltas) if settings.resamples else []
-    )
+    notes = _notes(data, all_rows, metrics) + (interval_notes(all_rows, deltas) if settings.resamples else [])
     if unnamed:
-        shown = ", ".join(f"`{f}`" for f in unnamed)
+        shown_names = ", ".join(f"`{f}`" for f in unnamed)
         verb = "varies" if len(unnamed) == 1 else "vary"
         notes.append(
-            f"{shown} also {verb} in this run but not in report.rows: shown as a column,"
+            f"{shown_names} also {verb} in this run but not in report.rows: shown as a column,"
             " so that no two rows look alike."
         )
-    return Table(
+    table = Table(
         title, caption, factor_cols, metrics, deltas, [Block(n, r) for n, r in blocks.items()], notes
+    )
+    _name_rows(table)
+    return table
+
+
+def _row(
+    data: ReportData, group: pd.DataFrame, factors: dict[str, Any], metrics: list[Metric], block: str | None
+) -> Row:
+    """One row: the mean (and std) of each metric over the group's jobs, and the jobs themselves."""
+    cells = {}
+    for m in metrics:
+        values = [v for v in group[m.name].tolist() if present(v)] if m.name in group else []
+        if values:
+            mean, std = mean_std(values)
+            cells[m.name] = Cell("", mean, n=len(values), noisy=_noisy(data, group, m.name))
+            if std is not None:
+                cells[m.name + ":std"] = Cell("", std)
+    statuses = set(group["status"])
+    return Row(
+        factors,
+        cells,
+        "done" if statuses == {"done"} else "/".join(sorted(statuses)),
+        seeds=len(group),
+        job_ids=[int(j) for j in group["job_id"]],
+        source_ids=[int(j) for j in group["source_id"]],
+        job_seeds=[int(s) for s in group["seed"]],
+        block=block,
     )
 
 
-def _noisy(data: ReportData, group: pd.DataFrame, metric: str) -> bool:
-    extras = ((data.details.get((int(j), metric)) or {}).get("extra") or {} for j in group["job_id"])
-    return any(extra.get("noisy") for extra in extras)
+def _noisy(data: ReportData, group: pd.DataFrame, name: str) -> bool:
+    recorded = (data.details.get((int(j), name)) for j in group["job_id"])
+    return any(m is not None and (m.extra or {}).get("noisy") for m in recorded)
 
 
 def _present_or_none(v: Any) -> Any:
-    return v if _present(v) else None
+    return v if present(v) else None
 
 
-def _present(v: Any) -> bool:
-    return v is not None and not (isinstance(v, float) and math.isnan(v))
-
-
-def _mark_best(rows: list[Row], metrics: list[MetricColumn]) -> None:
-    """Bold the best value as printed: rows that tie once rounded are all best, or none is."""
+def _format(row: Row, metrics: list[Metric]) -> None:
     for m in metrics:
-        shown = {id(r): float(m.show(r.cells[m.name].value)) for r in rows if m.name in r.cells}
-        if len(shown) < 2 or len(set(shown.values())) < 2:
-            continue  # nothing to single out
-        best = max(shown.values()) if m.higher_is_better else min(shown.values())
-        for r in rows:
-            if shown.get(id(r)) == best:
-                r.cells[m.name].best = True
+        cell = row.cells.get(m.name)
+        if cell is None:
+            row.cells[m.name] = Cell("—" if row.status == "done" else row.status)
+            continue
+        std = row.cells.get(m.name + ":std")
+        marks = (PARTIAL_MARK if row.partial(cell) else "") + (NOISY_MARK if cell.noisy else "")
+        cell.text = m.show_mean(cell.value, std.value if std else None) + marks
+
+
+def row_label(table: Table, row: Row) -> str:
+    """A short name for a row: its non-empty factors (booleans by header alone).
+
+    A row whose factors are all off is named by what it lacks ("no pyramid
+    pooling"), so every point and curve has a name a reader can match.
+    """
+    parts, off = [], []
+    for key, header in table.factor_columns:
+        value = row.factors.get(key)
+        if value is True:
+            parts.append(header)
+        elif value is False:
+            off.append(f"no {header}")
+        elif key in ("model", "dataset", "variant") and value:
+            parts.append(str(value))
+        elif value is not None and value != "":
+            parts.append(f"{header}={format_factor(value)}")
+    label = ", ".join(parts or off)
+    return label if len(label) <= _MAX_LABEL else label[: _MAX_LABEL - 1] + "…"
+
+
+def _name_rows(table: Table) -> None:
+    """Number the rows and name them; a label that repeats across blocks names its block."""
+    rows = table.rows()
+    labels = [row_label(table, row) for row in rows]
+    repeated = {label for label in labels if labels.count(label) > 1}
+    for index, (row, label) in enumerate(zip(rows, labels, strict=True)):
+        row.index = index
+        row.label = label or row.block or f"row {index + 1}"
+        if row.label in repeated and row.block:
+            row.label = f"{row.block}: {row.label}"
 
 
 def _unnamed_distinguishing(
@@ -247,143 +212,7 @@ def _unnamed_distinguishing(
     return added
 
 
-def _baselines(rows: list[Row], wanted: dict[str, Any] | None) -> dict[int, Row]:
-    """Each row's Δ baseline: the row matching ``wanted`` (by ``id`` of the row compared).
-
-    When ``wanted`` matches several rows (a grid: ``ppm: false`` at each learning
-    rate), a row is compared with the match that agrees with it on every other
-    factor, as a paper compares within a block; with a single match, every row
-    is compared with it.
-    """
-    if not wanted:
-        return {}
-    matches = [r for r in rows if all(_eq(r.factors.get(k), v) for k, v in wanted.items())]
-    if not matches:
-        raise UserError(f"report.baseline {wanted}: no row has these factor values")
-    for match in matches:
-        match.is_baseline = True
-    if len(matches) == 1:
-        return {id(r): matches[0] for r in rows}
-
-    def others(row: Row) -> list[tuple[str, Any]]:
-        return sorted((k, repr(v)) for k, v in row.factors.items() if k not in wanted)
-
-    by_others = {tuple(others(m)): m for m in matches}
-    return {id(r): by_others[key] for r in rows if (key := tuple(others(r))) in by_others}
-
-
-def _eq(a: Any, b: Any) -> bool:
-    if isinstance(a, tuple) or isinstance(b, list | tuple):
-        return list(a or []) == list(b or [])
-    return a == b
-
-
-def _format(row: Row, metrics: list[MetricColumn], deltas: list[MetricColumn]) -> None:
-    for m in metrics:
-        cell = row.cells.get(m.name)
-        if cell is None:
-            row.cells[m.name] = Cell("—" if row.status == "done" else row.status)
-            continue
-        std = row.cells.get(m.name + ":std")
-        # A spread that rounds to zero (params, FLOPs across seeds) says nothing: leave it out.
-        spread = f" ± {m.show(std.value)}" if std and float(m.show(std.value)) != 0 else ""
-        marks = (PARTIAL_MARK if row.partial(cell) else "") + (NOISY_MARK if cell.noisy else "")
-        cell.text = m.show(cell.value) + spread + marks
-    for m in deltas:
-        cell = row.cells.get("Δ" + m.name)
-        if row.is_baseline:
-            row.cells["Δ" + m.name] = Cell("baseline", 0.0)
-        elif cell is not None:
-            cell.text = f"{cell.value * m.scale:+.{m.digits}f}"
-            if cell.interval is not None and not math.isnan(cell.interval.low):
-                low, high = (_signed(v * m.scale, m.digits) for v in (cell.interval.low, cell.interval.high))
-                mark = SIGNIFICANT_MARK if cell.interval.excludes_zero else ""
-                cell.text += f" [{low}, {high}]{mark}"
-        else:
-            row.cells["Δ" + m.name] = Cell("")
-
-
-def _signed(value: float, digits: int) -> str:
-    """``+1.10`` / ``−0.31`` (a true minus sign, as the papers print an interval)."""
-    return f"{value:+.{digits}f}".replace("-", "−")
-
-
-def _delta_interval(
-    data: ReportData, row: Row, baseline: Row, metric: str, resamples: int
-) -> Interval | None:
-    """The paired bootstrap interval of row − baseline, when both have evidence on the same images.
-
-    Every job that gave the row its value must have evidence for ``metric``, all
-    evaluated on the same images as the baseline's; otherwise the Δ stands
-    without an interval (the notes say why) rather than with one over other data.
-    """
-    sides = []
-    for r in (row, baseline):
-        jobs = [j for j in r.job_ids if _present(_value(data, j, metric))]
-        evidence = [data.evidence.get(j) for j in jobs]
-        if not jobs or any(e is None or not e.has(metric) for e in evidence):
-            return None
-        sides.append(evidence)
-    first = sides[0][0]
-    if not all(first.same_images(e) for side in sides for e in side):
-        return None
-    return paired_delta(
-        [e.per_image(metric) for e in sides[0]],
-        [e.per_image(metric) for e in sides[1]],
-        metric,
-        resamples=resamples,
-    )
-
-
-def _value(data: ReportData, job_id: int, metric: str) -> Any:
-    frame = data.jobs
-    if metric not in frame.columns:
-        return None
-    values = frame.loc[frame["job_id"] == job_id, metric].tolist()
-    return values[0] if values else None
-
-
-def _interval_notes(rows: list[Row], deltas: list[MetricColumn]) -> list[str]:
-    """What the Δ intervals resampled, and which Δs have none, so a reader knows what they mean."""
-    notes = []
-    for m in (m for m in deltas if source_array(m.name) is not None):
-        cells = [r.cells.get("Δ" + m.name) for r in rows if not r.is_baseline]
-        shown = [c.interval for c in cells if c is not None and c.interval is not None]
-        bare = [c for c in cells if c is not None and c.value is not None and c.interval is None]
-        if shown:
-            images = sorted({i.images for i in shown})
-            two_level = any(i.two_level for i in shown)
-            what = (
-                "the images and of the seeds of each row (a two-level bootstrap)"
-                if two_level
-                else "the images (one seed per row: the variation between trainings is not in it)"
-            )
-            notes.append(
-                f"Δ {m.header} [low, high]: {CONFIDENCE:.0%} paired bootstrap percentile interval over "
-                f"{'/'.join(map(str, images))} evaluation images, {shown[0].resamples:,} resamples of "
-                f"{what}, the same images drawn for a row and its baseline; {SIGNIFICANT_MARK} the "
-                "interval excludes 0."
-            )
-        if bare:
-            notes.append(
-                f"Δ {m.header} without an interval: no per-image evidence recorded for a row or its "
-                "baseline (results from before segbench kept it), or they were evaluated on different images."
-            )
-    return notes
-
-
-def format_factor(value: Any) -> str:
-    """Booleans as ✓ / blank (as the papers print them); lists as a,b,c."""
-    if value is True:
-        return "✓"
-    if value is False or value is None:
-        return ""
-    if isinstance(value, list | tuple):
-        return ",".join(str(v) for v in value)
-    return str(value)
-
-
-def _caption(data: ReportData, metrics: list[MetricColumn], settings: ReportSettings) -> str:
+def _caption(data: ReportData, metrics: list[Metric], settings: ReportSettings) -> str:
     parts = [settings.caption] if settings.caption else []
     try:
         suite = parse_suite(data.run.suite_text, f"run {data.run.id}").suite
@@ -403,7 +232,7 @@ def _caption(data: ReportData, metrics: list[MetricColumn], settings: ReportSett
     return " ".join(parts)
 
 
-def _notes(data: ReportData, rows: list[Row], metrics: list[MetricColumn]) -> list[str]:
+def _notes(data: ReportData, rows: list[Row], metrics: list[Metric]) -> list[str]:
     notes = [data.run.incomplete] if data.run.incomplete else []
     failed = data.jobs[data.jobs["status"] == "failed"]
     for _, job in failed.iterrows():

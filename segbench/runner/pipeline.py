@@ -15,6 +15,7 @@ from typing import Any
 
 from segbench.config import EvalSettings, TrainSettings
 from segbench.jobs import ArtifactValue, EvidenceValue, JobResult, JobSpec, SeriesValue
+from segbench.metrics import unit
 from segbench.runner.backend import JobContext
 
 #: Callback the backend passes in: (stage, detail) for the live progress line.
@@ -251,9 +252,8 @@ def _eval(
             device=ctx.device,
             ignore_index=getattr(dataset, "ignore_index", 255),
         )
-    units = {"val_loss": "loss"}
     for name, value in out.metrics.items():
-        result.add(name, value, units.get(name, "fraction"), "eval")
+        result.add(name, value, unit(name), "eval")
     names = list(getattr(dataset, "class_names", []) or [])
     result.add(
         "per_class_iou",
