@@ -26,9 +26,11 @@ from segbench.models.backbones import RESNETS, build_backbone
 from segbench.models.backbones.base import Backbone
 from segbench.models.backbones.heads import ConvHead, check_batchnorm_batch, check_num_classes, upsample
 from segbench.models.backbones.layers import ConvBNReLU, scaled
+from segbench.models.catalog.pspnet import ENTRIES
 from segbench.models.weights import load_weights
 
 Pooling = Literal["avg", "max"]
+_ENTRY = ENTRIES[0]
 
 
 class PyramidPooling(nn.Module):
@@ -119,13 +121,22 @@ def build_pspnet(
 ) -> PSPNet:
     """PSPNet as the catalog entry ``pspnet`` describes (defaults: PSPNet-ResNet50 of the paper)."""
     check_num_classes(num_classes)
-    if pooling not in ("avg", "max"):
-        raise UserError(f"pooling must be 'avg' or 'max'; got {pooling!r}")
+    # Types, ranges, choices and refused combinations, with the catalog's messages.
+    _ENTRY.resolve(
+        {
+            "backbone": backbone,
+            "output_stride": output_stride,
+            "ppm": ppm,
+            "bins": bins,
+            "pooling": pooling,
+            "dim_reduction": dim_reduction,
+            "aux": aux,
+            "deep_stem": deep_stem,
+            "width": width,
+            "weights": weights,
+        }
+    )
     bins = tuple(bins)
-    if not bins or not all(isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in bins):
-        raise UserError(
-            f"bins must be a non-empty list of positive integers, e.g. [1, 2, 3, 6]; got {list(bins)}"
-        )
     stem = (backbone in RESNETS) if deep_stem is None else deep_stem  # the official code's deep stem
     net = build_backbone(backbone, output_stride=output_stride, width=width, deep_stem=stem)
     module = PyramidPooling(net.channels["out"], bins, pooling, dim_reduction) if ppm else None

@@ -3,7 +3,8 @@
 They live next to the backbones rather than in one family's module so that no
 family imports another: the conv head of PSPNet's classifier and of every aux
 head, the official code's bilinear resize, and the two checks that turn torch's
-obscure failures into :class:`~segbench.errors.UserError`.
+obscure failures into :class:`~segbench.errors.UserError`; every family's builder
+(FCN, CGNet and U-Net too) checks its class count with :func:`check_num_classes`.
 """
 
 from __future__ import annotations
@@ -43,5 +44,6 @@ def check_batchnorm_batch(module: nn.Module, x: Tensor, values_per_channel: int,
 
 
 def check_num_classes(num_classes: int) -> None:
+    """Every builder's class-count check (not a catalog option, so the entry cannot check it)."""
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise UserError(f"num_classes must be a positive integer; got {num_classes!r}")
