@@ -32,7 +32,13 @@ from torch import Tensor, nn
 from segbench.errors import UserError
 from segbench.models.backbones import RESNETS, build_backbone
 from segbench.models.backbones.base import Backbone
-from segbench.models.backbones.heads import ConvHead, check_batchnorm_batch, check_num_classes, upsample
+from segbench.models.backbones.heads import (
+    aux_head,
+    check_batchnorm_batch,
+    check_num_classes,
+    head_outputs,
+    upsample,
+)
 from segbench.models.backbones.layers import ConvBNReLU, SeparableConv2d, scaled, set_conv_geometry
 from segbench.models.catalog.deeplab import parse_decoder_convs
 from segbench.models.weights import load_weights
@@ -176,11 +182,7 @@ class DeepLab(nn.Module):
         self.low_level_taps = tuple(low_level_taps) if decoder is not None else ()
         head_in = decoder.out_channels if decoder is not None else aspp.out_channels
         self.classifier = nn.Conv2d(head_in, num_classes, 1)
-        self.aux_classifier = (
-            ConvHead(backbone.channels["aux"], aux_channels, num_classes)
-            if aux_channels is not None
-            else None
-        )
+        self.aux_classifier = aux_head(backbone.channels["aux"], aux_channels, num_classes)
         self.aspp.set_output_stride(backbone.output_stride)
 
     @property
@@ -201,10 +203,7 @@ class DeepLab(nn.Module):
         y = self.aspp(features["out"])
         if self.decoder is not None:
             y = self.decoder(y, [features[tap] for tap in self.low_level_taps])
-        result = {"out": upsample(self.classifier(y), size)}
-        if self.training and self.aux_classifier is not None:
-            result["aux"] = upsample(self.aux_classifier(features["aux"]), size)
-        return result
+        return head_outputs(self, self.classifier(y), features, size)
 
 
 def build_deeplabv3(

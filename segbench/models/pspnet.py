@@ -24,7 +24,14 @@ from torch import Tensor, nn
 from segbench.errors import UserError
 from segbench.models.backbones import RESNETS, build_backbone
 from segbench.models.backbones.base import Backbone
-from segbench.models.backbones.heads import ConvHead, check_batchnorm_batch, check_num_classes, upsample
+from segbench.models.backbones.heads import (
+    ConvHead,
+    aux_head,
+    check_batchnorm_batch,
+    check_num_classes,
+    head_outputs,
+    upsample,
+)
 from segbench.models.backbones.layers import ConvBNReLU, scaled
 from segbench.models.catalog.pspnet import ENTRIES
 from segbench.models.weights import load_weights
@@ -79,11 +86,7 @@ class PSPNet(nn.Module):
         self.ppm = ppm
         in_channels = ppm.out_channels if ppm is not None else backbone.channels["out"]
         self.classifier = ConvHead(in_channels, head_channels, num_classes)
-        self.aux_classifier = (
-            ConvHead(backbone.channels["aux"], aux_channels, num_classes)
-            if aux_channels is not None
-            else None
-        )
+        self.aux_classifier = aux_head(backbone.channels["aux"], aux_channels, num_classes)
 
     @property
     def output_stride(self) -> int:
@@ -99,10 +102,7 @@ class PSPNet(nn.Module):
         y = features["out"]
         if self.ppm is not None:
             y = self.ppm(y)
-        result = {"out": upsample(self.classifier(y), size)}
-        if self.training and self.aux_classifier is not None:
-            result["aux"] = upsample(self.aux_classifier(features["aux"]), size)
-        return result
+        return head_outputs(self, self.classifier(y), features, size)
 
 
 def build_pspnet(

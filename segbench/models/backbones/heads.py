@@ -2,14 +2,15 @@
 
 They live next to the backbones rather than in one family's module so that no
 family imports another: the conv head of PSPNet's classifier and of every aux
-head, the official code's bilinear resize, and the two checks that turn torch's
+head, the aux head's construction and outputs, the official code's bilinear
+resize, and the two checks that turn torch's
 obscure failures into :class:`~segbench.errors.UserError`; every family's builder
 (FCN, CGNet and U-Net too) checks its class count with :func:`check_num_classes`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -33,6 +34,25 @@ class ConvHead(nn.Sequential):
         super().__init__(
             ConvBNReLU(in_channels, channels, 3), nn.Dropout2d(dropout), nn.Conv2d(channels, num_classes, 1)
         )
+
+
+def aux_head(aux_in: int, channels: int | None, num_classes: int) -> ConvHead | None:
+    """PSPNet's deep supervision on the backbone's ``aux`` features (``aux_in`` channels); None: no head."""
+    return ConvHead(aux_in, channels, num_classes) if channels is not None else None
+
+
+def head_outputs(
+    model: nn.Module, logits: Tensor, features: Mapping[str, Tensor], size: Sequence[int]
+) -> dict[str, Tensor]:
+    """``{"out": logits}`` resized to ``size``, plus ``"aux"`` from ``model.aux_classifier`` while training.
+
+    The output of every model built on these backbones: the aux logits exist only for the
+    training loss, so evaluation never computes them.
+    """
+    result = {"out": upsample(logits, size)}
+    if model.training and model.aux_classifier is not None:
+        result["aux"] = upsample(model.aux_classifier(features["aux"]), size)
+    return result
 
 
 def check_batchnorm_batch(module: nn.Module, x: Tensor, values_per_channel: int, what: str) -> None:
