@@ -17,12 +17,9 @@ import typer
 
 from segbench.errors import UserError
 
+# Completion and exception display are the root app's (segbench.cli): Typer reads them only there.
 app = typer.Typer(
-    name="datasets",
-    help="Check a dataset tree on disk, or preview samples.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+    name="datasets", help="Check a dataset tree on disk, or preview samples.", no_args_is_help=True
 )
 
 

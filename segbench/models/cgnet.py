@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segbench.errors import UserError
+from segbench.models.backbones.heads import check_num_classes
 from segbench.models.catalog.cgnet import ENTRIES
 from segbench.models.weights import load_weights
 
@@ -318,38 +318,32 @@ def build_cgnet(
     width: float = 1.0,
     weights: str | None = None,
 ) -> CGNet:
-    """The catalog's ``cgnet`` (defaults: the official CGNet_M3N21)."""
-    _ENTRY.resolve({"activation": activation, "residual": residual})
-    for name, value in (("num_classes", num_classes), ("M", M), ("N", N)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise UserError(f"CGNet {name} must be an integer >= 1, not {value!r}")
-    for name, pair in (("dilation", dilation), ("reduction", reduction)):
-        if (
-            isinstance(pair, str)
-            or not isinstance(pair, Sequence)
-            or len(pair) != 2
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in pair)
-        ):
-            raise UserError(f"CGNet {name} must be two positive integers (stage 2, stage 3), not {pair!r}")
-    if not (f_loc or f_sur):
-        raise UserError("CGNet needs F_loc or F_sur (or both): with neither a CG block has no joint feature")
-    if not width > 0:
-        raise UserError(f"CGNet width must be > 0, not {width}")
-    model = CGNet(
-        num_classes,
-        M,
-        N,
-        tuple(dilation),
-        tuple(reduction),
-        f_loc=f_loc,
-        f_sur=f_sur,
-        f_glo=f_glo,
-        input_injection=input_injection,
-        activation=activation,
-        residual=residual,
-        conv1x1_after_channelwise=conv1x1_after_channelwise,
-        width=width,
+    """The catalog's ``cgnet`` (defaults: the official CGNet_M3N21).
+
+    Every option is checked by the catalog entry (types, ranges, choices and the
+    combinations it refuses), so a direct call and a suite refuse the same values
+    with the same messages.
+    """
+    check_num_classes(num_classes)
+    options = _ENTRY.resolve(
+        {
+            "M": M,
+            "N": N,
+            "dilation": dilation,
+            "reduction": reduction,
+            "f_loc": f_loc,
+            "f_sur": f_sur,
+            "f_glo": f_glo,
+            "input_injection": input_injection,
+            "activation": activation,
+            "residual": residual,
+            "conv1x1_after_channelwise": conv1x1_after_channelwise,
+            "width": width,
+            "weights": weights,
+        }
     )
-    if weights is not None:
-        load_weights(model, weights)
+    path = options.pop("weights")  # not the network's: loaded into it once built
+    model = CGNet(num_classes, **options)
+    if path is not None:
+        load_weights(model, path)
     return model

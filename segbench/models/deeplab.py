@@ -32,9 +32,15 @@ from torch import Tensor, nn
 from segbench.errors import UserError
 from segbench.models.backbones import RESNETS, build_backbone
 from segbench.models.backbones.base import Backbone
-from segbench.models.backbones.heads import ConvHead, check_batchnorm_batch, check_num_classes, upsample
+from segbench.models.backbones.heads import (
+    aux_head,
+    check_batchnorm_batch,
+    check_num_classes,
+    head_outputs,
+    upsample,
+)
 from segbench.models.backbones.layers import ConvBNReLU, SeparableConv2d, scaled, set_conv_geometry
-from segbench.models.catalog.deeplab import DECODER_CONVS
+from segbench.models.catalog.deeplab import parse_decoder_convs
 from segbench.models.weights import load_weights
 
 LowLevel = Literal["conv2", "conv2+conv3"]
@@ -55,22 +61,10 @@ class DecoderConvs:
     @classmethod
     def parse(cls, spec: str) -> DecoderConvs:
         """``"3x3_256x2"`` = [3x3, 256] x 2 (the paper's notation); ``"1x1_256"`` = one 1x1 conv."""
-        match = DECODER_CONVS.match(spec) if isinstance(spec, str) else None
-        if match is None or int(match["channels"]) < 1 or int(match["count"] or 1) < 1:
-            raise UserError(
-                f"decoder_convs {spec!r} is not KxK_C or KxK_CxN (K 1 or 3, C channels, N convs), e.g. "
-                "'3x3_256x2' (default), '3x3_256', '3x3_256x3', '3x3_128', '1x1_256'"
-            )
-        return cls(int(match["kernel"]), int(match["channels"]), int(match["count"] or 1))
-
-
-@dataclass(frozen=True)
-class DecoderOptions:
-    """DeepLab v3+'s decoder factors, at the paper's widths (before the width multiplier)."""
-
-    convs: DecoderConvs
-    low_level_channels: int
-    low_level: LowLevel
+        try:
+            return cls(*parse_decoder_convs(spec))
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
 
 
 def rate_at(rate: int, output_stride: int) -> int:
@@ -188,11 +182,7 @@ class DeepLab(nn.Module):
         self.low_level_taps = tuple(low_level_taps) if decoder is not None else ()
         head_in = decoder.out_channels if decoder is not None else aspp.out_channels
         self.classifier = nn.Conv2d(head_in, num_classes, 1)
-        self.aux_classifier = (
-            ConvHead(backbone.channels["aux"], aux_channels, num_classes)
-            if aux_channels is not None
-            else None
-        )
+        self.aux_classifier = aux_head(backbone.channels["aux"], aux_channels, num_classes)
         self.aspp.set_output_stride(backbone.output_stride)
 
     @property
@@ -213,10 +203,7 @@ class DeepLab(nn.Module):
         y = self.aspp(features["out"])
         if self.decoder is not None:
             y = self.decoder(y, [features[tap] for tap in self.low_level_taps])
-        result = {"out": upsample(self.classifier(y), size)}
-        if self.training and self.aux_classifier is not None:
-            result["aux"] = upsample(self.aux_classifier(features["aux"]), size)
-        return result
+        return head_outputs(self, self.classifier(y), features, size)
 
 
 def build_deeplabv3(
@@ -232,16 +219,18 @@ def build_deeplabv3(
     width: float = 1.0,
     weights: str | None = None,
 ) -> DeepLab:
-    """DeepLab v3 as the catalog entry ``deeplabv3`` describes (defaults: the paper's ResNet-101)."""
-    return _build(
+    """DeepLab v3 as the catalog entry ``deeplabv3`` describes (defaults: the paper's ResNet-101).
+
+    v3 is v3+ without its decoder (and without separable convs): one builder makes both.
+    """
+    return build_deeplabv3plus(
         num_classes=num_classes,
         backbone=backbone,
         output_stride=output_stride,
         aspp_rates=aspp_rates,
         image_pooling=image_pooling,
         multi_grid=multi_grid,
-        separable=False,
-        decoder=None,
+        decoder=False,
         aux=aux,
         deep_stem=deep_stem,
         width=width,
@@ -280,47 +269,7 @@ def build_deeplabv3plus(
         raise UserError(
             f"low_level must be one of {', '.join(map(repr, _LOW_LEVEL_TAPS))}; got {low_level!r}"
         )
-    spec = (
-        DecoderOptions(DecoderConvs.parse(decoder_convs), low_level_channels, low_level) if decoder else None
-    )
-    return _build(
-        num_classes=num_classes,
-        backbone=backbone,
-        output_stride=output_stride,
-        aspp_rates=aspp_rates,
-        image_pooling=image_pooling,
-        multi_grid=multi_grid,
-        separable=separable,
-        decoder=spec,
-        aux=aux,
-        deep_stem=deep_stem,
-        width=width,
-        weights=weights,
-    )
-
-
-def default_multi_grid(backbone: str) -> tuple[int, ...] | None:
-    """DeepLab v3's Multi-Grid (1, 2, 4) on ResNets (cut to the units of layer4); none elsewhere."""
-    if backbone in RESNETS:
-        return (1, 2) if backbone == "resnet18" else (1, 2, 4)
-    return None
-
-
-def _build(
-    *,
-    num_classes: int,
-    backbone: str,
-    output_stride: int,
-    aspp_rates: Sequence[int],
-    image_pooling: bool,
-    multi_grid: Sequence[int] | None,
-    separable: bool,
-    decoder: DecoderOptions | None,
-    aux: bool,
-    deep_stem: bool | None,
-    width: float,
-    weights: str | None,
-) -> DeepLab:
+    convs = DecoderConvs.parse(decoder_convs) if decoder else None
     check_num_classes(num_classes)
     rates = tuple(aspp_rates)
     if not all(isinstance(r, int) and not isinstance(r, bool) and r > 0 for r in rates):
@@ -342,13 +291,12 @@ def _build(
     aspp = ASPP(net.channels["out"], channels, rates, image_pooling, separable)
     head: Decoder | None = None
     taps: tuple[str, ...] = ()
-    if decoder is not None:
-        taps = _LOW_LEVEL_TAPS[decoder.low_level]
-        convs = decoder.convs
+    if convs is not None:
+        taps = _LOW_LEVEL_TAPS[low_level]
         head = Decoder(
             channels,
             [net.channels[tap] for tap in taps],
-            scaled(decoder.low_level_channels, width),
+            scaled(low_level_channels, width),
             DecoderConvs(convs.kernel, scaled(convs.channels, width), convs.count),
             separable,
         )
@@ -356,3 +304,10 @@ def _build(
     if weights:
         load_weights(model, weights)
     return model
+
+
+def default_multi_grid(backbone: str) -> tuple[int, ...] | None:
+    """DeepLab v3's Multi-Grid (1, 2, 4) on ResNets (cut to the units of layer4); none elsewhere."""
+    if backbone in RESNETS:
+        return (1, 2) if backbone == "resnet18" else (1, 2, 4)
+    return None

@@ -42,6 +42,7 @@ from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.models.segmentation.fcn import FCNHead
 
 from segbench.errors import UserError
+from segbench.models.backbones.heads import check_num_classes
 from segbench.models.catalog.fcn import ENTRIES
 from segbench.models.weights import load_weights
 
@@ -337,35 +338,15 @@ def build_fcn(
         "aux": aux,
         "width": width,
     }
-    _ENTRY.resolve(options)  # names and choices, with the catalog's messages
-    _check_num_classes(num_classes)
+    # Names, types, choices and the combinations FCN cannot be built with, with the catalog's messages.
+    _ENTRY.resolve(options)
+    check_num_classes(num_classes)
     model: nn.Module
     if backbone == "vgg16":
-        if aux:
-            raise UserError(
-                "FCN on VGG16 has no auxiliary head (the paper has none); aux needs a ResNet backbone"
-            )
-        if output_stride != 32:
-            raise UserError(f"FCN on VGG16 has output stride 32 only, not {output_stride}")
-        if not width > 0:
-            raise UserError(f"FCN width must be > 0, not {width}")
         model = FCNVGG16(num_classes, variant, pad100=pad100 is not False, upsampling=upsampling, width=width)
     else:
-        if pad100 is not None:
-            raise UserError(
-                "pad100 is the VGG16 FCN's 100-pixel padding; leave it unset for a ResNet backbone"
-            )
-        if width != 1.0:
-            raise UserError(
-                f"width={width}: torchvision's ResNet has fixed widths; width scales the VGG16 FCN only"
-            )
         depth = int(backbone.removeprefix("resnet"))
         model = FCNResNet(num_classes, depth, variant, output_stride, upsampling, aux)
     if weights is not None:
         load_weights(model, weights)
     return model
-
-
-def _check_num_classes(num_classes: int) -> None:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise UserError(f"num_classes must be a positive integer, not {num_classes!r}")

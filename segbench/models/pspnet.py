@@ -24,11 +24,20 @@ from torch import Tensor, nn
 from segbench.errors import UserError
 from segbench.models.backbones import RESNETS, build_backbone
 from segbench.models.backbones.base import Backbone
-from segbench.models.backbones.heads import ConvHead, check_batchnorm_batch, check_num_classes, upsample
+from segbench.models.backbones.heads import (
+    ConvHead,
+    aux_head,
+    check_batchnorm_batch,
+    check_num_classes,
+    head_outputs,
+    upsample,
+)
 from segbench.models.backbones.layers import ConvBNReLU, scaled
+from segbench.models.catalog.pspnet import ENTRIES
 from segbench.models.weights import load_weights
 
 Pooling = Literal["avg", "max"]
+_ENTRY = ENTRIES[0]
 
 
 class PyramidPooling(nn.Module):
@@ -77,11 +86,7 @@ class PSPNet(nn.Module):
         self.ppm = ppm
         in_channels = ppm.out_channels if ppm is not None else backbone.channels["out"]
         self.classifier = ConvHead(in_channels, head_channels, num_classes)
-        self.aux_classifier = (
-            ConvHead(backbone.channels["aux"], aux_channels, num_classes)
-            if aux_channels is not None
-            else None
-        )
+        self.aux_classifier = aux_head(backbone.channels["aux"], aux_channels, num_classes)
 
     @property
     def output_stride(self) -> int:
@@ -97,10 +102,7 @@ class PSPNet(nn.Module):
         y = features["out"]
         if self.ppm is not None:
             y = self.ppm(y)
-        result = {"out": upsample(self.classifier(y), size)}
-        if self.training and self.aux_classifier is not None:
-            result["aux"] = upsample(self.aux_classifier(features["aux"]), size)
-        return result
+        return head_outputs(self, self.classifier(y), features, size)
 
 
 def build_pspnet(
@@ -119,13 +121,22 @@ def build_pspnet(
 ) -> PSPNet:
     """PSPNet as the catalog entry ``pspnet`` describes (defaults: PSPNet-ResNet50 of the paper)."""
     check_num_classes(num_classes)
-    if pooling not in ("avg", "max"):
-        raise UserError(f"pooling must be 'avg' or 'max'; got {pooling!r}")
+    # Types, ranges, choices and refused combinations, with the catalog's messages.
+    _ENTRY.resolve(
+        {
+            "backbone": backbone,
+            "output_stride": output_stride,
+            "ppm": ppm,
+            "bins": bins,
+            "pooling": pooling,
+            "dim_reduction": dim_reduction,
+            "aux": aux,
+            "deep_stem": deep_stem,
+            "width": width,
+            "weights": weights,
+        }
+    )
     bins = tuple(bins)
-    if not bins or not all(isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in bins):
-        raise UserError(
-            f"bins must be a non-empty list of positive integers, e.g. [1, 2, 3, 6]; got {list(bins)}"
-        )
     stem = (backbone in RESNETS) if deep_stem is None else deep_stem  # the official code's deep stem
     net = build_backbone(backbone, output_stride=output_stride, width=width, deep_stem=stem)
     module = PyramidPooling(net.channels["out"], bins, pooling, dim_reduction) if ppm else None

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from segbench.errors import UserError
+from segbench.models.backbones.heads import check_num_classes
 from segbench.models.catalog.unet import ENTRIES
 from segbench.models.weights import load_weights
 
@@ -201,20 +202,24 @@ def build_unet(
     dropout: float = 0.5,
     weights: str | None = None,
 ) -> UNet:
-    """The catalog's ``unet``; ``width`` scales ``base_width`` (1.0 = the paper's 64)."""
-    _ENTRY.resolve({"padding": padding, "batch_norm": batch_norm})
-    for name, value, low in (
-        ("num_classes", num_classes, 1),
-        ("in_channels", in_channels, 1),
-        ("depth", depth, 1),
-        ("base_width", base_width, 1),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise UserError(f"U-Net {name} must be an integer >= {low}, not {value!r}")
-    if not width > 0:
-        raise UserError(f"U-Net width must be > 0, not {width}")
-    if not 0 <= dropout < 1:
-        raise UserError(f"U-Net dropout must be in [0, 1), not {dropout}")
+    """The catalog's ``unet``; ``width`` scales ``base_width`` (1.0 = the paper's 64).
+
+    Every option is checked by the catalog entry (types and ranges), so a direct
+    call and a suite refuse the same values with the same messages.
+    """
+    check_num_classes(num_classes)
+    _ENTRY.resolve(
+        {
+            "padding": padding,
+            "batch_norm": batch_norm,
+            "in_channels": in_channels,
+            "depth": depth,
+            "base_width": base_width,
+            "width": width,
+            "dropout": dropout,
+            "weights": weights,
+        }
+    )
     model = UNet(
         num_classes,
         in_channels=in_channels,

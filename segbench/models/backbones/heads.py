@@ -2,13 +2,15 @@
 
 They live next to the backbones rather than in one family's module so that no
 family imports another: the conv head of PSPNet's classifier and of every aux
-head, the official code's bilinear resize, and the two checks that turn torch's
-obscure failures into :class:`~segbench.errors.UserError`.
+head, the aux head's construction and outputs, the official code's bilinear
+resize, and the two checks that turn torch's
+obscure failures into :class:`~segbench.errors.UserError`; every family's builder
+(FCN, CGNet and U-Net too) checks its class count with :func:`check_num_classes`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -34,6 +36,25 @@ class ConvHead(nn.Sequential):
         )
 
 
+def aux_head(aux_in: int, channels: int | None, num_classes: int) -> ConvHead | None:
+    """PSPNet's deep supervision on the backbone's ``aux`` features (``aux_in`` channels); None: no head."""
+    return ConvHead(aux_in, channels, num_classes) if channels is not None else None
+
+
+def head_outputs(
+    model: nn.Module, logits: Tensor, features: Mapping[str, Tensor], size: Sequence[int]
+) -> dict[str, Tensor]:
+    """``{"out": logits}`` resized to ``size``, plus ``"aux"`` from ``model.aux_classifier`` while training.
+
+    The output of every model built on these backbones: the aux logits exist only for the
+    training loss, so evaluation never computes them.
+    """
+    result = {"out": upsample(logits, size)}
+    if model.training and model.aux_classifier is not None:
+        result["aux"] = upsample(model.aux_classifier(features["aux"]), size)
+    return result
+
+
 def check_batchnorm_batch(module: nn.Module, x: Tensor, values_per_channel: int, what: str) -> None:
     """BatchNorm over one value per channel cannot train; say why instead of torch's message."""
     if module.training and x.shape[0] * values_per_channel == 1:
@@ -43,5 +64,6 @@ def check_batchnorm_batch(module: nn.Module, x: Tensor, values_per_channel: int,
 
 
 def check_num_classes(num_classes: int) -> None:
+    """Every builder's class-count check (not a catalog option, so the entry cannot check it)."""
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise UserError(f"num_classes must be a positive integer; got {num_classes!r}")

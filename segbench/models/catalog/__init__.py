@@ -31,6 +31,7 @@ from segbench.plugins import entry_points, is_import_path, load_object
 __all__ = [
     "BACKBONE_WEIGHTS",
     "BACKBONE_WIDTH",
+    "MODEL_WEIGHTS",
     "ModelEntry",
     "OptionSpec",
     "entries",
@@ -54,6 +55,10 @@ BACKBONE_WEIGHTS = OptionSpec(
     "local state-dict file: the whole model (keys 'backbone.*', ...) or the backbone alone "
     "(e.g. torchvision ImageNet names); nothing downloads",
     "file",
+)
+#: The weights option of the families without a replaceable backbone (FCN, U-Net).
+MODEL_WEIGHTS = OptionSpec(
+    "weights", None, "local state-dict file of the whole model (nothing downloads)", "file"
 )
 
 

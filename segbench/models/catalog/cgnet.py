@@ -14,7 +14,7 @@ from segbench.models.catalog import ModelEntry, OptionSpec
 
 
 def _check(o: Mapping[str, Any]) -> str | None:
-    """The combinations build_cgnet refuses."""
+    """The combinations a CGNet cannot be built with (build_cgnet refuses them through this entry)."""
     if not (o["f_loc"] or o["f_sur"]):
         return "needs f_loc or f_sur (or both): with neither a CG block has no joint feature"
     for name in ("dilation", "reduction"):

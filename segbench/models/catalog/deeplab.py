@@ -15,8 +15,23 @@ from typing import Any
 from segbench.models.backbones import BACKBONES
 from segbench.models.catalog import BACKBONE_WEIGHTS, BACKBONE_WIDTH, ModelEntry, OptionSpec
 
-#: ``decoder_convs`` in the paper's notation: KxK_C[xN] (the builder parses it with this too).
+#: ``decoder_convs`` in the paper's notation: KxK_C[xN].
 DECODER_CONVS = re.compile(r"^(?P<kernel>[13])x(?P=kernel)_(?P<channels>\d+)(?:x(?P<count>\d+))?$")
+
+
+def parse_decoder_convs(spec: Any) -> tuple[int, int, int]:
+    """``"3x3_256x2"`` as (kernel, channels, count) = (3, 256, 2), the paper's [3x3, 256] x 2.
+
+    One parser for the catalog's load-time check and the builder, so both refuse the
+    same strings with the same message (a ValueError; each reports it its own way).
+    """
+    match = DECODER_CONVS.match(spec) if isinstance(spec, str) else None
+    if match is None or int(match["channels"]) < 1 or int(match["count"] or 1) < 1:
+        raise ValueError(
+            f"decoder_convs {spec!r} is not KxK_C or KxK_CxN (K 1 or 3, C channels, N convs), e.g. "
+            "'3x3_256x2' (default), '3x3_256', '3x3_256x3', '3x3_128', '1x1_256'"
+        )
+    return int(match["kernel"]), int(match["channels"]), int(match["count"] or 1)
 
 
 def _check(o: Mapping[str, Any]) -> str | None:
@@ -28,14 +43,11 @@ def _check(o: Mapping[str, Any]) -> str | None:
             f"ASPP rate {odd[0]} (given at output stride 16) has no integer equivalent at output stride "
             f"{stride}; use rates divisible by {stride // 16}"
         )
-    convs = o.get("decoder_convs")
-    if convs is not None:
-        match = DECODER_CONVS.match(convs)
-        if match is None or int(match["channels"]) < 1 or int(match["count"] or 1) < 1:
-            return (
-                f"decoder_convs {convs!r} is not KxK_C or KxK_CxN (K 1 or 3, C channels, N convs), "
-                "e.g. '3x3_256x2', '3x3_256', '3x3_128', '1x1_256'"
-            )
+    if "decoder_convs" in o:
+        try:
+            parse_decoder_convs(o["decoder_convs"])
+        except ValueError as exc:
+            return str(exc)
     return None
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from segbench.models.catalog import ModelEntry, OptionSpec
+from segbench.models.catalog import MODEL_WEIGHTS, ModelEntry, OptionSpec
 
 
 def _check(o: Mapping[str, Any]) -> str | None:
@@ -85,9 +85,7 @@ ENTRIES: list[ModelEntry] = [
                 "float",
                 above=0,
             ),
-            OptionSpec(
-                "weights", None, "local state-dict file of the whole model (nothing downloads)", "file"
-            ),
+            MODEL_WEIGHTS,
         ),
         check=_check,
         params_note="FCN-8s VGG16, 21 classes: 134,489,759 parameters (the official Caffe net)",

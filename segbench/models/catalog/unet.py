@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from segbench.models.catalog import ModelEntry, OptionSpec
+from segbench.models.catalog import MODEL_WEIGHTS, ModelEntry, OptionSpec
 
 ENTRIES: list[ModelEntry] = [
     ModelEntry(
@@ -43,9 +43,7 @@ ENTRIES: list[ModelEntry] = [
                 minimum=0,
                 below=1,
             ),
-            OptionSpec(
-                "weights", None, "local state-dict file of the whole model (nothing downloads)", "file"
-            ),
+            MODEL_WEIGHTS,
         ),
         params_note="original (1 input channel, 2 classes, no BN): 31,030,658 parameters",
     )
