@@ -202,10 +202,17 @@ class Recorder:
             pass
 
     def record(self, job_id: int, result: JobResult) -> None:
-        """All of a job's numbers in one transaction."""
+        """All of a job's numbers in one transaction; a job that holds its result already keeps it.
+
+        A result can reach the writer twice (a retried Ray task, a journal replay
+        racing the driver, a commit whose acknowledgement the connection lost):
+        the first one recorded stands, so a job is recorded exactly once.
+        """
         with self.db.session() as s:
             job = s.get(Job, job_id)
             assert job is not None
+            if job.status in ("done", "failed"):
+                return
             job.status = "done" if result.ok else "failed"
             job.failure_kind = failure_kind(result)
             job.error = result.error
