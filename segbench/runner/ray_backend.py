@@ -333,7 +333,7 @@ class _Round:
                     "retry",
                     self._line(attempt.index),
                     rest[0].job_id,
-                    detail=f"Ray task lost ({first}); attempt {number} of {self.retry.retries + 1} in {wait:g}s",
+                    detail=f"Ray task lost ({type(exc).__name__}: {first}); attempt {number} of {self.retry.retries + 1} in {wait:g}s",
                     attempt=number,
                 )
             )
