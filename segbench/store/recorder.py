@@ -231,18 +231,28 @@ class Recorder:
 
     @staticmethod
     def _hardware(s, key: str, identity: dict) -> int:  # type: ignore[no-untyped-def]
+        """The hardware row of ``key``, inserted if new.
+
+        Two drivers recording their first result on one machine at once (a team on
+        one server) both find it missing: the second insert fails on the unique key,
+        inside a savepoint, and the first one's row is used.
+        """
         hw = s.scalar(select(Hardware).where(Hardware.key == key))
-        if hw is None:
-            hw = Hardware(
-                key=key,
-                cpu_model=identity.get("cpu_model"),
-                cpu_cores=identity.get("cpu_cores"),
-                gpu_name=identity.get("gpu_name"),
-                gpu_memory_bytes=identity.get("gpu_memory_bytes"),
-                identity=identity,
-            )
-            s.add(hw)
-            s.flush()
+        if hw is not None:
+            return hw.id
+        hw = Hardware(
+            key=key,
+            cpu_model=identity.get("cpu_model"),
+            cpu_cores=identity.get("cpu_cores"),
+            gpu_name=identity.get("gpu_name"),
+            gpu_memory_bytes=identity.get("gpu_memory_bytes"),
+            identity=identity,
+        )
+        try:
+            with s.begin_nested():
+                s.add(hw)
+        except IntegrityError:
+            return s.scalar(select(Hardware.id).where(Hardware.key == key))
         return hw.id
 
     def finish(self, status: str) -> None:
