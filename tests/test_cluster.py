@@ -32,11 +32,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from segbench.errors import UserError
+from segbench.runner.backend import Event, RetryPolicy
 from segbench.runner.lifeline import children
+from segbench.runner.recording import RecordingListener, RunSummary
+from segbench.store.db import open_db
+from segbench.store.schema import Job, Metric
 from tests.test_spine import REPO, segbench
-
-pytest.importorskip("ray", reason="the cluster tests need Ray (pip install 'segbench[ray]')")
+from tests.test_store import result, start, write_suite
 
 RAY = Path(sys.executable).with_name("ray")
 #: every process of the cluster and its driver: the test's own Ray token, so that a token another
@@ -149,6 +154,7 @@ class Cluster:
 @pytest.fixture()
 def cluster() -> Iterator[Cluster]:
     """A head and a second node, one CPU each, in processes of their own; all killed by pid after."""
+    pytest.importorskip("ray", reason="the cluster tests need Ray (pip install 'segbench[ray]')")
     if not RAY.exists():
         pytest.skip(f"the Ray command line ({RAY}) is not installed")
     port = _free_port()
@@ -297,3 +303,53 @@ def test_a_group_lost_with_its_node_resumes_on_the_survivor_and_is_recorded_once
         f"→ resumed attempt started on the head: {_utc(lost_job[5]) - killed_at:.2f}s "
         f"(it waits for the head's one CPU); resumed from iteration {resumed[victim]} of 60"
     )
+
+
+class _Quiet:
+    """A run view that only counts what it is told."""
+
+    def __init__(self) -> None:
+        self.settled_count = 0
+
+    def settled(self) -> None:
+        self.settled_count += 1
+
+    def __getattr__(self, name: str) -> object:
+        return lambda *args, **kwargs: None
+
+
+def test_the_writer_records_one_result_per_job_whatever_arrives_twice(tmp_path: Path) -> None:
+    """A lost attempt's late events and a second result (a retry, a replay) never change a record."""
+    db = open_db(f"sqlite:///{tmp_path / 'r.db'}")
+    try:
+        recorder, specs = start(db, write_suite(tmp_path))
+        planned = recorder.plan(specs)
+        job = planned[0]
+        view = _Quiet()
+        listener = RecordingListener(recorder, planned, RunSummary(recorder.run_id or 0, len(planned)), view)
+        listener.on_event(Event("start", 0, job.job_id, device="cpu@second"))
+        listener.on_event(Event("retry", 0, job.job_id, detail="node lost", attempt=2))
+        listener.on_event(Event("start", 0, job.job_id, device="cpu@head", attempt=2))
+        listener.on_event(Event("start", 0, job.job_id, device="cpu@second"))  # the lost attempt, late
+        with db.sessions() as s:
+            assert s.get(Job, job.job_id).device == "cpu@head"  # type: ignore[union-attr]
+        listener.on_event(Event("result", 0, job.job_id, result=result(job.spec, miou=0.7), attempt=2))
+        listener.on_event(Event("result", 0, job.job_id, result=result(job.spec, miou=0.1), attempt=2))
+        recorder.record(job.job_id, result(job.spec, ok=False, error="late"))  # below the listener too
+        with db.sessions() as s:
+            row = s.get(Job, job.job_id)
+            assert row is not None and (row.status, row.device) == ("done", "cpu")
+            values = s.scalars(select(Metric.value).where(Metric.job_id == job.job_id)).all()
+        assert values == [0.7]
+        assert view.settled_count == 1 and listener.summary.ran == 1
+    finally:
+        db.close()
+
+
+def test_retry_policy_waits_double_each_time_and_refuses_nonsense() -> None:
+    policy = RetryPolicy(retries=3, delay=2.0)
+    assert [policy.wait_before(n) for n in (2, 3, 4)] == [2.0, 4.0, 8.0]
+    assert RetryPolicy(retries=9, delay=50).wait_before(5) == 60.0  # at most a minute
+    for bad in ({"retries": -1}, {"delay": -1.0}, {"delay": float("nan")}):
+        with pytest.raises(UserError):
+            RetryPolicy(**bad)  # type: ignore[arg-type]
