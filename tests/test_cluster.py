@@ -353,3 +353,15 @@ def test_retry_policy_waits_double_each_time_and_refuses_nonsense() -> None:
     for bad in ({"retries": -1}, {"delay": -1.0}, {"delay": float("nan")}):
         with pytest.raises(UserError):
             RetryPolicy(**bad)  # type: ignore[arg-type]
+
+
+def test_retry_options_are_checked_before_anything_is_recorded(tmp_path: Path) -> None:
+    write_suite(tmp_path)
+    for args, message in (
+        (["--retries", "1"], "--retries and --retry-delay go with --backend ray"),
+        (["--backend", "ray", "--retries", "-1"], "--retries -1: expected 0 (no retry) or more"),
+        (["--backend", "ray", "--retry-delay", "-2"], "--retry-delay -2.0: expected a number of seconds"),
+    ):
+        refused = segbench("run", "suite.yaml", "--devices", "cpu", *args, cwd=tmp_path)
+        assert refused.returncode == 2 and message in refused.stderr, refused.stderr
+    assert not (tmp_path / "results").exists()
