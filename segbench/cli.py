@@ -85,6 +85,14 @@ def run(
         int | None,
         typer.Option(min=1, help="refuse a suite that expands to more jobs (a runaway grid); default 10000"),
     ] = None,
+    retries: Annotated[
+        int | None,
+        typer.Option(help="with --backend ray: times a task lost with its node is sent again (default 2)"),
+    ] = None,
+    retry_delay: Annotated[
+        float | None,
+        typer.Option(help="with --backend ray: seconds before the first retry, doubling (default 2)"),
+    ] = None,
 ) -> None:
     """Expand a suite into jobs, run them on the available devices, record every number."""
     from segbench.config import load_suite
@@ -95,6 +103,8 @@ def run(
     if at is not None:
         placement = ["--backend", backend.value] + (["--ray-address", ray_address] if ray_address else [])
         placement += ["--max-jobs", str(max_jobs)] if max_jobs is not None else []
+        placement += ["--retries", str(retries)] if retries is not None else []
+        placement += ["--retry-delay", str(retry_delay)] if retry_delay is not None else []
         _run_at(suite, at, db, devices, workers, only, rerun, workdir, dry_run, placement)
         return
     loaded = load_suite(suite)
@@ -108,7 +118,7 @@ def run(
     from segbench.store.db import open_db
 
     # Bad devices, workers, a missing Ray or an unwritable workdir are refused before the database is touched.
-    runner = make_backend(backend.value, devices, workers, ray_address)
+    runner = make_backend(backend.value, devices, workers, ray_address, _retry_policy(retries, retry_delay))
     if any("train" in job.stages for job in jobs):
         from segbench.engine.checkpoint import check_workdir
 
@@ -311,6 +321,18 @@ def _user_error(message: str):  # type: ignore[no-untyped-def]
     from segbench.errors import UserError
 
     return UserError(message)
+
+
+def _retry_policy(retries: int | None, delay: float | None):  # type: ignore[no-untyped-def]
+    """``--retries`` / ``--retry-delay`` as the Ray backend's retry policy; None when neither is given."""
+    if retries is None and delay is None:
+        return None
+    from segbench.runner.backend import RetryPolicy
+
+    default = RetryPolicy()
+    return RetryPolicy(
+        default.retries if retries is None else retries, default.delay if delay is None else delay
+    )
 
 
 def _mount_command_groups() -> None:

@@ -17,7 +17,7 @@ import signal
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import count
@@ -59,6 +59,17 @@ def _free_port() -> int:
 class PgServer:
     port: int
     databases: Iterator[int]
+    #: ``pg_ctl`` run as the server's account: ``control("stop", "-m", "fast")``, then ``("start")``
+    #: again on the same port (a server restart, as a team database goes through)
+    control: Callable[..., None] = lambda *args: None
+
+    def stop(self) -> None:
+        """Stop the server (fast: open connections are cut), as a restart or a network loss does."""
+        self.control("stop", "-m", "fast")
+
+    def start(self) -> None:
+        """Start it again, on the same port and data."""
+        self.control("start")
 
     def new_database(self) -> str:
         """A fresh, empty database on the server; its SQLAlchemy URL."""
@@ -149,7 +160,12 @@ def running_server() -> Iterator[PgServer]:
             if proc.returncode == 0:
                 started = True
                 break
-        yield PgServer(port=port, databases=count())
+
+        def control(action: str, *args: str) -> None:
+            extra = ["-l", str(log), "-o", options] if action == "start" else []
+            pg("pg_ctl", action, "-D", str(data), "-w", "-t", "60", *extra, *args)
+
+        yield PgServer(port=port, databases=count(), control=control)
     finally:
         if started or (data / "postmaster.pid").exists():
             stopped = pg("pg_ctl", "stop", "-D", str(data), "-m", "fast", "-w", "-t", "30", check=False)

@@ -314,7 +314,7 @@ def test_kill_9_of_a_ray_driver_takes_its_local_ray_instance_and_tasks_with_it(
     _wait_for("10 training steps", lambda: _count(trace, "t") >= 10, proc, tmp_path)
     ray = {pid: _command(pid) for pid in _descendants(proc.pid)}
     cleanup += list(ray)
-    assert any("ray::_run_task" in c for c in ray.values()), ray  # the task, and its DataLoader worker
+    assert any("ray::run_task" in c for c in ray.values()), ray  # the task, and its DataLoader worker
     assert any("raylet" in c for c in ray.values()), ray
     proc.kill()
     proc.wait(timeout=30)

@@ -232,10 +232,7 @@ def test_ctrl_c_keeps_finished_jobs(workspace: Path, stop: signal.Signals, backe
             except sqlite3.OperationalError:
                 continue  # the schema is still being created
             # a stop before the long job trains would leave nothing to save: wait for its first step
-            # (local pool only: Ray's cancel of a generator task mid-step can crash its core worker,
-            # a Ray check failure seen once in task_manager.cc; followed up in the session note)
-            if backend == "local":
-                seen_done = seen_done and trace.exists() and trace.read_text().count("t") > 3
+            seen_done = seen_done and trace.exists() and trace.read_text().count("t") > 3
     if not seen_done:
         os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate(timeout=60)

@@ -359,7 +359,7 @@ def test_recorded_metrics_read_back_exactly(tmp_path: Path, pinned_segbench: pro
         reopened.close()
 
 
-def test_recording_a_metric_twice_is_refused_and_keeps_the_first_value(
+def test_recording_a_job_twice_keeps_the_first_result_and_a_metric_twice_is_refused(
     tmp_path: Path, pinned_segbench: provenance.GitState
 ) -> None:
     path = tmp_path / "results.db"
@@ -368,9 +368,9 @@ def test_recording_a_metric_twice_is_refused_and_keeps_the_first_value(
     first, second = recorder.plan(specs)
     recorder.record(first.job_id, result(first.spec, miou=0.25))
 
-    # recording the job again must not overwrite mIoU, nor anything else of the job
-    with pytest.raises(IntegrityError):
-        recorder.record(first.job_id, result(first.spec, ok=False, miou=0.75, error="again"))
+    # recording the job again (a retried task, a replay) must not overwrite mIoU, nor anything else
+    # of the job: the first result recorded stands, the second is dropped
+    recorder.record(first.job_id, result(first.spec, ok=False, miou=0.75, error="again"))
     # one result naming a metric twice is refused as a whole: one transaction per job
     doubled = result(second.spec, miou=0.5, series=[SeriesValue("loss", [1], [1.0])])
     doubled.add("mIoU", 0.6, "fraction", "eval")

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from segbench.errors import UserError
 from segbench.jobs import JobResult, PlannedJob
 from segbench.runner.node_lock import NodeDeviceLock
 
@@ -32,7 +33,11 @@ STOP_GRACE_SECONDS = 30.0
 
 @dataclass(frozen=True)
 class Event:
-    """What the writer hears: ``start``, ``stage`` (progress), ``result``, ``lost``."""
+    """What the writer hears: ``start``, ``stage`` (progress), ``result``, ``lost``, ``retry``.
+
+    ``retry`` (Ray) says a task was lost with its worker or node and is sent
+    again, from its first job without a result, resuming the group's checkpoint.
+    """
 
     kind: str
     worker: int
@@ -42,6 +47,37 @@ class Event:
     result: JobResult | None = None
     #: where the job runs (``start`` events): ``cpu``, ``cuda``, or ``cpu@node`` on a cluster
     device: str = ""
+    #: which attempt at the job sent it (1 = the first): a retried job's later events supersede
+    #: the lost attempt's, and the writer records one result per job whatever arrives twice
+    attempt: int = 1
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often a task lost with its worker or node is sent again, and how long to wait first.
+
+    The wait doubles with each attempt (``delay``, ``2 × delay``, … at most
+    :data:`RETRY_MAX_DELAY`): a node that was preempted is replaced by the
+    cluster's autoscaler in seconds to minutes, and a crash loop must not spin.
+    A job whose model raises is never retried: its failure is its result.
+    """
+
+    retries: int = 2
+    delay: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.retries < 0:
+            raise UserError(f"--retries {self.retries}: expected 0 (no retry) or more")
+        if not self.delay >= 0:
+            raise UserError(f"--retry-delay {self.delay}: expected a number of seconds, 0 or more")
+
+    def wait_before(self, attempt: int) -> float:
+        """Seconds to wait before ``attempt`` (2 = the first retry)."""
+        return min(self.delay * 2 ** max(0, attempt - 2), RETRY_MAX_DELAY)
+
+
+#: the longest wait between two attempts at a task
+RETRY_MAX_DELAY = 60.0
 
 
 class Backend(Protocol):
@@ -62,7 +98,12 @@ def group_by_training(planned: list[PlannedJob]) -> list[list[PlannedJob]]:
 
 
 def lost_events(
-    task: list[PlannedJob], job_id: int, worker: int, why: str, on_event: Callable[[Event], None]
+    task: list[PlannedJob],
+    job_id: int,
+    worker: int,
+    why: str,
+    on_event: Callable[[Event], None],
+    attempt: int = 1,
 ) -> None:
     """Report ``job_id`` lost with ``why``, and the jobs after it in its task as not run.
 
@@ -71,7 +112,7 @@ def lost_events(
     ``--rerun failed`` runs the whole group again), never left pending.
     """
     position = [p.job_id for p in task].index(job_id)
-    on_event(Event("lost", worker, job_id, detail=why))
+    on_event(Event("lost", worker, job_id, detail=why, attempt=attempt))
     lost_label = task[position].spec.label
     for later in task[position + 1 :]:
         on_event(
@@ -80,6 +121,7 @@ def lost_events(
                 worker,
                 later.job_id,
                 detail=f"not run: it shares its training with {lost_label}, which was lost ({why})",
+                attempt=attempt,
             )
         )
 
@@ -91,8 +133,8 @@ class WorkerStopped(KeyboardInterrupt):
 class StopRequest:
     """The driver's "stop now" to a worker: training saves its checkpoint and ends, anything else ends at once.
 
-    The local pool sends it as SIGTERM (:meth:`install`); the Ray backend sets it
-    from the task when Ray cancels it (:meth:`set`). Inside :meth:`deferred`
+    The local pool sends it as SIGTERM (:meth:`install`); a Ray task sets it
+    (:meth:`set`) when the driver's stop file appears on the shared workdir. Inside :meth:`deferred`
     (training) the request only raises a flag, which the training loop reads
     after every step; elsewhere (latency, evaluation, waiting for a task) the
     signal handler raises :class:`WorkerStopped` at once: there is nothing to save.

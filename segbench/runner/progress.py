@@ -68,6 +68,8 @@ class ProgressView:
             self._progress.update(line, description=f"{worker}: {label} · {event.stage} {event.detail}")
         elif event.kind in ("result", "lost"):
             self._progress.update(line, description=f"{worker}: idle")
+        elif event.kind == "retry":
+            self._progress.console.print(f"[yellow]retry[/] {self.labels[event.job_id]}: {event.detail}")
 
     # --- what the recording listener says (RunView) -------------------------------------------
 

@@ -1,11 +1,12 @@
 """The Ray backend: the same tasks as the local pool, placed by Ray on a cluster's nodes.
 
-For users who outgrow one machine. Each task (the jobs that share one trained
-checkpoint) becomes one Ray task: it asks for one GPU when the cluster has GPUs
-(the GPU is then its own, as with the local pool), else for ``threads`` CPUs.
-The task is a generator, so its events (job started, stage reached, result)
-stream back to this process as they happen, and this process stays the single
-database writer: workers never see the database, whatever the cluster.
+For users who outgrow one machine (``docs/cluster.md``). Each task (the jobs
+that share one trained checkpoint) becomes one Ray task: it asks for one GPU
+when the cluster has GPUs (the GPU is then its own, as with the local pool),
+else for ``threads`` CPUs. The task is a generator, so its events (job started,
+stage reached, result) stream back to this process as they happen, and this
+process stays the single database writer: workers never see the database,
+whatever the cluster.
 
 Latency needs its device to itself. A GPU task owns its GPU. CPU tasks that
 Ray puts on one node meet on that node's :class:`NodeDeviceLock`: latency takes
@@ -13,55 +14,60 @@ it exclusively, training and evaluation share it.
 
 Without ``address`` a local Ray instance is started for the run (and stopped
 after); with one (``auto``, ``ray://head:10001``) the run joins that cluster,
-whose nodes must have segbench and the suite's model code installed. Tasks are
-not retried: a task whose worker dies reports its job as lost, and
-``segbench run --rerun failed`` runs it again.
+whose nodes must have segbench and the suite's model code installed, and
+``--workdir`` on a path every node shares.
 
-Stopping: an interrupted run cancels its tasks gently first (``ray.cancel``
-raises KeyboardInterrupt in the task, whose training saves its checkpoint), waits
-up to :data:`~segbench.runner.backend.STOP_GRACE_SECONDS`, then force-cancels
-what is left. A driver killed outright takes its local Ray instance with it: Ray
-ties the processes ``ray.init`` starts to the driver's life (``PR_SET_PDEATHSIG``
-on Linux, a reaper process elsewhere), and the raylet's workers die with the
-raylet (tested in ``tests/test_faults.py``). Tasks on a cluster the run only
-joined are owned by the driver, and Ray fails a dead owner's tasks and frees
-their workers (its ownership model; not tested here).
+Lost tasks are retried here, not by Ray: a task whose worker or node dies
+(Ray raises on its generator) is sent again (:class:`RetryPolicy`: attempts,
+doubling wait) with the jobs of its group that have no result yet, and Ray
+places it on a node that is alive. The retried training resumes from the
+group's last checkpoint on the shared workdir (``train.checkpoint_every``).
+Sending it ourselves, not with Ray's ``max_retries``, keeps the attempt number
+in every event, the jobs already finished out of the retry, and a task whose
+own code raised (a deterministic error) out of it; a job whose model raises
+is never lost in the first place: its failure is its result. Events carry
+their attempt, and a result arrives once per job (the writer also drops a
+second one). Only when the attempts are spent is the job recorded lost.
+
+Stopping: an interrupted run writes a stop file beside the checkpoints; each
+task looks for it every half second, and a training saves its checkpoint at
+the step it reached and ends its task, while a stage with nothing to save ends
+its worker. The run passes their events on (a job that finishes meanwhile is
+recorded) for up to :data:`~segbench.runner.backend.STOP_GRACE_SECONDS`, then
+force-cancels what is left. (A gentle ``ray.cancel`` raised KeyboardInterrupt
+anywhere in the task, and once mid-step crashed Ray's core worker.) A driver
+killed outright takes its local Ray instance with it: Ray ties the processes
+``ray.init`` starts to the driver's life (``PR_SET_PDEATHSIG`` on Linux, a
+reaper process elsewhere), and the raylet's workers die with the raylet
+(tested in ``tests/test_faults.py``). Tasks on a cluster the run only joined
+are owned by the driver, and Ray fails a dead owner's tasks and frees their
+workers (its ownership model; not tested here).
 """
 
 from __future__ import annotations
 
 import os
-import queue
 import signal
-import socket
 import sys
 import threading
-import traceback
-from collections.abc import Callable, Iterator
+import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from segbench.errors import UserError
-from segbench.jobs import JobResult, PlannedJob
+from segbench.jobs import PlannedJob
 from segbench.runner.backend import (
     STOP_GRACE_SECONDS,
     STOP_SIGNALS,
     Event,
-    StopRequest,
+    RetryPolicy,
     lost_events,
-    worker_context,
 )
 from segbench.runner.devices import check_workers, threads_override, usable_cores
-from segbench.runner.pipeline import run_job
-
-
-@dataclass(frozen=True)
-class RaySlot:
-    """What one Ray task asks for and runs with."""
-
-    gpu: bool
-    threads: int
+from segbench.runner.ray_task import RaySlot, run_task
 
 
 def _import_ray() -> Any:
@@ -72,98 +78,139 @@ def _import_ray() -> Any:
     return ray
 
 
-def _run_task(
-    task: list[tuple[int, Any]], slot: RaySlot, checkpoint_dir: str, sys_path: list[str]
-) -> Iterator[Event]:
-    """Runs on a Ray worker: the jobs of one task in order, yielding their events as they happen.
-
-    ``ray.cancel`` (an interrupted run) raises KeyboardInterrupt here: the job's
-    training is told to save its checkpoint and stop, and the task ends when it has.
-    """
-    # The driver's import path, as a spawned local worker gets it, so that import-path
-    # models (``mymodels:tiny``) resolve the same way on a worker of this machine.
-    sys.path[:0] = [p for p in sys_path if p not in sys.path and os.path.isdir(p)]
-    device = "cuda" if slot.gpu else "cpu"
-    stop = StopRequest()
-    ctx = worker_context(device, slot.threads, checkpoint_dir, stop)
-    where = f"{device}@{socket.gethostname()}"
-    # run_job reports its stages through a callback; running it in a thread lets them
-    # stream out of this generator while the job runs, instead of all at its end.
-    events: queue.SimpleQueue[Event] = queue.SimpleQueue()
-    for job_id, spec in task:
-        yield Event("start", 0, job_id, detail=spec.label, device=where)
-        thread = threading.Thread(
-            target=_run_one,
-            args=(spec, job_id, ctx, where, events),
-            name=f"segbench-job-{job_id}",
-            daemon=True,  # Ray stopping this worker (sys.exit on SIGTERM) must not wait for the job
-        )
-        thread.start()
-        finished = False
-        try:
-            while (event := _next_event(events)).kind != "result":
-                yield event
-            finished = True
-        finally:
-            if not finished:  # cancelled: KeyboardInterrupt here, or the generator closed at a yield
-                _abandon(thread, stop)
-        thread.join()
-        yield event
-
-
-def _abandon(thread: threading.Thread, stop: StopRequest) -> None:
-    """End the job of a cancelled task: training saves its checkpoint first, anything else ends now.
-
-    Waiting for training is bounded by the driver, which force-cancels (kills this
-    worker) after its grace period. A stage with nothing to save (latency,
-    evaluation) cannot be stopped from another thread, and left alone it would go
-    on in a worker Ray reuses: the worker process ends, as a forced cancel would end it.
-    """
-    stop.set()
-    thread.join(timeout=None if stop.deferring else 1.0)  # (a moment for a job that is just ending)
-    if thread.is_alive():
-        os._exit(1)
-
-
-def _next_event(events: queue.SimpleQueue[Event]) -> Event:
-    """The job's next event, waking up regularly so that a cancellation is taken at once."""
-    while True:
-        try:
-            return events.get(timeout=0.5)
-        except queue.Empty:
-            continue
-
-
-def _run_one(spec: Any, job_id: int, ctx: Any, where: str, events: queue.SimpleQueue[Event]) -> None:
-    def report(stage: str, detail: str) -> None:
-        events.put(Event("stage", 0, job_id, stage=stage, detail=detail))
-
-    try:
-        result = run_job(spec, ctx, report)
-    except KeyboardInterrupt:  # stopped for a cancelled task, its checkpoint saved: no result
-        return
-    except BaseException as exc:  # run_job records a job's own failures; this is the worker's
-        result = JobResult(
-            job_key=spec.job_key,
-            ok=False,
-            error=f"{type(exc).__name__}: {exc}",
-            traceback=traceback.format_exc(),
-            failed_stage="worker",
-        )
-    result.device = where
-    events.put(Event("result", 0, job_id, result=result))  # always: the generator waits for it
-
-
 def _signal_handlers() -> dict[signal.Signals, Any]:
     if threading.current_thread() is not threading.main_thread():
         return {}  # only the main thread may set them, and only there are they delivered
     return {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
 
 
+@dataclass(frozen=True)
+class _Attempt:
+    """One Ray task: which of the round's tasks it runs, and which attempt at it it is (1 = the first)."""
+
+    index: int
+    number: int
+
+
+class _Round:
+    """A round's tasks as Ray streams them: each generator's attempt, what has its result, what waits to retry."""
+
+    def __init__(
+        self,
+        ray: Any,
+        tasks: list[list[PlannedJob]],
+        send: Callable[[list[PlannedJob], int], Any],
+        retry: RetryPolicy,
+        on_event: Callable[[Event], None],
+    ) -> None:
+        self.ray = ray
+        self.tasks = tasks
+        self.send = send
+        self.retry = retry
+        self.on_event = on_event
+        self.generators: dict[Any, _Attempt] = {}
+        #: task index -> the ids of its jobs whose result has been passed on
+        self.finished: dict[int, set[int]] = {i: set() for i in range(len(tasks))}
+        #: (when, task index, attempt) of the retries waiting for their time
+        self.due: list[tuple[float, int, int]] = []
+        self.lines: dict[int, int] = {}  # task index -> progress line
+
+    def start(self) -> None:
+        for index in range(len(self.tasks)):
+            self._send(index, 1)
+
+    def _send(self, index: int, number: int) -> None:
+        self.generators[self.send(self.rest(index), number)] = _Attempt(index, number)
+
+    def rest(self, index: int) -> list[PlannedJob]:
+        """The jobs of task ``index`` without a result yet: what a retry runs."""
+        return [p for p in self.tasks[index] if p.job_id not in self.finished[index]]
+
+    def follow(self, until: float | None = None) -> None:
+        """Pass every task's events on until all have ended; ``until`` (stopping): no retries, a deadline."""
+        ray = self.ray
+        stopping = until is not None
+        while self.generators or (self.due and not stopping):
+            if stopping and time.monotonic() >= until:  # type: ignore[operator]
+                return
+            if not stopping:
+                self._send_due()
+            if not self.generators:
+                time.sleep(min(0.5, max(0.0, min(when for when, _, _ in self.due) - time.monotonic())))
+                continue
+            ready, _ = ray.wait(list(self.generators), num_returns=1, timeout=0.5)
+            for gen in ready:
+                self._next(gen, stopping)
+
+    def _send_due(self) -> None:
+        at = time.monotonic()
+        for item in [d for d in self.due if d[0] <= at]:
+            self.due.remove(item)
+            self._send(item[1], item[2])
+
+    def _next(self, gen: Any, stopping: bool) -> None:
+        ray = self.ray
+        attempt = self.generators[gen]
+        try:
+            event = ray.get(next(gen))
+        except StopIteration:
+            del self.generators[gen]
+            self.lines.pop(attempt.index, None)
+            return
+        except (ray.exceptions.RayError, OSError) as exc:
+            # the task's worker died (killed, out of memory, its node lost), or the task itself raised
+            del self.generators[gen]
+            if not stopping:
+                self._lost(attempt, exc)
+            return
+        line = self._line(attempt.index)
+        if event.kind == "result":
+            if event.job_id in self.finished[attempt.index]:
+                return  # a result passed on already: one per job
+            self.finished[attempt.index].add(event.job_id)
+        self.on_event(replace(event, worker=line))
+
+    def _line(self, index: int) -> int:
+        if index not in self.lines:
+            self.lines[index] = min(set(range(len(self.lines) + 1)) - set(self.lines.values()))
+        return self.lines[index]
+
+    def _lost(self, attempt: _Attempt, exc: BaseException) -> None:
+        """Retry the task's jobs without a result, or, attempts spent, record them lost."""
+        rest = self.rest(attempt.index)
+        if not rest:
+            self.lines.pop(attempt.index, None)
+            return
+        errors = self.ray.exceptions
+        first = next(iter(str(exc).strip().splitlines()), type(exc).__name__)
+        # the task's own code raised (say, segbench missing on the node): the same again on a retry
+        retryable = not isinstance(exc, errors.RayTaskError | errors.TaskCancelledError)
+        if retryable and attempt.number <= self.retry.retries:
+            number = attempt.number + 1
+            wait = self.retry.wait_before(number)
+            self.due.append((time.monotonic() + wait, attempt.index, number))
+            self.on_event(
+                Event(
+                    "retry",
+                    self._line(attempt.index),
+                    rest[0].job_id,
+                    detail=f"Ray task lost ({type(exc).__name__}: {first}); attempt {number} of {self.retry.retries + 1} in {wait:g}s",
+                    attempt=number,
+                )
+            )
+            return
+        tries = f" ({attempt.number} attempts)" if attempt.number > 1 else ""
+        why = f"Ray task failed{tries}: {first}"
+        line = self.lines.pop(attempt.index, 0)
+        lost_events(self.tasks[attempt.index], rest[0].job_id, line, why, self.on_event, attempt.number)
+
+
 class RayBackend:
     """Tasks as Ray tasks; their events come back here, to the single database writer."""
 
-    def __init__(self, address: str | None, devices: str, workers: int | None) -> None:
+    def __init__(
+        self, address: str | None, devices: str, workers: int | None, retry: RetryPolicy | None = None
+    ) -> None:
         if devices not in ("auto", "cpu"):
             raise UserError(
                 f"--devices {devices}: with --backend ray, Ray places the jobs; use auto (GPUs when the "
@@ -174,6 +221,7 @@ class RayBackend:
         self.address = address
         self.devices = devices
         self.workers = workers
+        self.retry = retry or RetryPolicy()
         self._owned = False  # this process connected (or started a local Ray): it disconnects
         if address is not None and not self.ray.is_initialized():
             self._connect()  # a wrong address is refused before the run is recorded
@@ -221,67 +269,51 @@ class RayBackend:
         if not ray.is_initialized():
             self._connect()
         # Workers need not share this process's working directory: send absolute paths.
-        checkpoints = str(checkpoint_dir.resolve())
+        checkpoints = checkpoint_dir.resolve()
+        stop_file = checkpoints / f".stop-{uuid.uuid4().hex}"
         import_path = [os.path.abspath(p) if p else os.getcwd() for p in sys.path]
-        generators: dict[Any, int] = {}
+        round_ = None
         try:
             slot = self.placement()
-            remote = ray.remote(_run_task).options(
+            remote = ray.remote(run_task).options(
                 num_cpus=slot.threads, num_gpus=1 if slot.gpu else 0, max_retries=0
             )
-            for index, task in enumerate(tasks):
-                payload = [(p.job_id, p.spec) for p in task]
-                generators[remote.remote(payload, slot, checkpoints, import_path)] = index
-            self._follow(generators, tasks, on_event)
+
+            def send(jobs: list[PlannedJob], attempt: int) -> Any:
+                payload = [(p.job_id, p.spec) for p in jobs]
+                return remote.remote(payload, slot, str(checkpoints), str(stop_file), attempt, import_path)
+
+            round_ = _Round(ray, tasks, send, self.retry, on_event)
+            round_.start()
+            round_.follow()
         finally:
             interrupted = isinstance(sys.exc_info()[1], KeyboardInterrupt)
             try:
-                if generators and interrupted:
-                    # As the local pool: a running training saves its checkpoint, within the grace
-                    # period (another Ctrl-C cuts it short); the force below ends what is left.
-                    for gen in generators:
-                        ray.cancel(gen, force=False)
-                    ray.wait(
-                        [gen.completed() for gen in generators],
-                        num_returns=len(generators),
-                        timeout=STOP_GRACE_SECONDS,
-                    )
+                trains = any("train" in p.spec.stages for task in tasks for p in task)
+                if (
+                    round_ is not None
+                    and round_.generators
+                    and interrupted
+                    and trains
+                    and _ask_to_stop(stop_file)
+                ):
+                    # As the local pool: a running training saves its checkpoint and a job that ends
+                    # meanwhile is recorded, within the grace period (another Ctrl-C cuts it short).
+                    round_.follow(until=time.monotonic() + STOP_GRACE_SECONDS)
             finally:
-                for gen in generators:
+                for gen in round_.generators if round_ is not None else ():
                     ray.cancel(gen, force=True)
+                stop_file.unlink(missing_ok=True)
                 if self._owned:
                     ray.shutdown()
                     self._owned = False
 
-    def _follow(
-        self, generators: dict[Any, int], tasks: list[list[PlannedJob]], on_event: Callable[[Event], None]
-    ) -> None:
-        """Pass every task's events on, with a progress line per running task, until all end."""
-        ray = self.ray
-        finished: dict[int, int] = {}  # task index -> how many of its jobs have a result
-        lines: dict[int, int] = {}  # task index -> progress line
-        while generators:
-            ready, _ = ray.wait(list(generators), num_returns=1, timeout=0.5)
-            for gen in ready:
-                index = generators[gen]
-                try:
-                    event = ray.get(next(gen))
-                except StopIteration:
-                    del generators[gen]
-                    lines.pop(index, None)
-                    continue
-                except (ray.exceptions.RayError, OSError) as exc:
-                    # the task's worker died (killed, out of memory, node lost): the job it was on
-                    # is lost, and so are the jobs after it, which needed its checkpoint
-                    del generators[gen]
-                    task, done = tasks[index], finished.get(index, 0)
-                    if done < len(task):
-                        first = next(iter(str(exc).strip().splitlines()), type(exc).__name__)
-                        why = f"Ray task failed: {first}"
-                        lost_events(task, task[done].job_id, lines.pop(index, 0), why, on_event)
-                    continue
-                if index not in lines:
-                    lines[index] = min(set(range(len(lines) + 1)) - set(lines.values()))
-                if event.kind == "result":
-                    finished[index] = finished.get(index, 0) + 1
-                on_event(replace(event, worker=lines[index]))
+
+def _ask_to_stop(stop_file: Path) -> bool:
+    """Write the stop file the tasks look for; False where it cannot be written: then they are cancelled."""
+    try:
+        stop_file.parent.mkdir(parents=True, exist_ok=True)
+        stop_file.touch()
+    except OSError:
+        return False
+    return True

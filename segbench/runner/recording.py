@@ -12,18 +12,21 @@ result recorded. What a person watching should hear goes to a :class:`RunView`
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from segbench.jobs import JobResult, PlannedJob
 from segbench.runner.backend import Event, group_by_training
-from segbench.store.keeping import database_reason, record_patience, transient
+from segbench.store.keeping import database_reason, patiently, record_patience, transient
 from segbench.store.liveness import heartbeat, heartbeat_seconds
 from segbench.store.recorder import Recorder
 from segbench.store.schema import Job
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass
@@ -84,6 +87,9 @@ class RecordingListener:
         for p in planned:
             self._unrecorded.setdefault(p.spec.train_key, set()).add(p.job_id)
         self._journaled_groups: set[str] = set()
+        #: job id -> the latest attempt heard from (a retried Ray task); jobs whose result is kept
+        self._attempts: dict[int, int] = {}
+        self._kept: set[int] = set()
 
     def heartbeat(self) -> AbstractContextManager[None]:
         """The driver's heartbeat (and its claims' leases) while the block runs."""
@@ -103,10 +109,10 @@ class RecordingListener:
         while waiting:
             mine, held = [], []
             for group in waiting:
-                if not self.recorder.claim(group[0].spec.train_key):
+                if not self._patiently(self.recorder.claim, group[0].spec.train_key):
                     held.append(group)
                     continue
-                found = self.recorder.adopt_results(group)
+                found = self._patiently(self.recorder.adopt_results, group)
                 for p in group:
                     if p.job_id in found:
                         self._adopted(p, found[p.job_id])
@@ -124,9 +130,16 @@ class RecordingListener:
                 delay = min(delay * 1.5, 5.0)
             waiting = held
 
+    @staticmethod
+    def _patiently(step: Callable[[T], R], arg: T) -> R:
+        """``step(arg)``, retried while the database cannot answer (a server restarting), for the patience."""
+        out: list[R] = []
+        patiently(lambda: out.append(step(arg)), record_patience())
+        return out[-1]
+
     def on_event(self, event: Event) -> None:
         """A job started (marked running), or has its result or was lost (kept, with its failure kind)."""
-        if event.job_id is None:
+        if event.job_id is None or not self._news(event):
             return
         if event.kind == "start":
             self.recorder.mark_running(event.job_id, event.device or None)
@@ -134,6 +147,7 @@ class RecordingListener:
             result = event.result or JobResult(
                 job_key="", ok=False, error=event.detail, failed_stage="worker"
             )
+            self._kept.add(event.job_id)
             kept = self.recorder.keep(event.job_id, result, record_patience())
             recorded = kept.result
             label = self.labels[event.job_id]
@@ -145,6 +159,19 @@ class RecordingListener:
                 self.summary.failed.append(f"{label}: {recorded.error}")
                 self.view.failed(label, recorded.error)
             self._settled(event.job_id, recorded is not None)
+
+    def _news(self, event: Event) -> bool:
+        """Whether ``event`` is to be recorded: one result per job, nothing from an attempt superseded.
+
+        A lost attempt's events that arrive after its retry began (or a second
+        result for a job, however it came) are dropped here; the recorder also
+        keeps a job's first recorded result (``Recorder.record``).
+        """
+        assert event.job_id is not None
+        if event.job_id in self._kept or event.attempt < self._attempts.get(event.job_id, 0):
+            return False
+        self._attempts[event.job_id] = event.attempt
+        return True
 
     def close(self, status: str) -> None:
         """Close the run as ``status``; the summary learns which results still wait, and which reused failures."""
@@ -171,7 +198,12 @@ class RecordingListener:
         if not recorded:
             self._journaled_groups.add(key)
         if not self._unrecorded[key] and key not in self._journaled_groups:
-            self.recorder.release(key)  # after the results: a waiting driver adopts them
+            try:
+                self.recorder.release(key)  # after the results: a waiting driver adopts them
+            except Exception as exc:
+                if not transient(exc):
+                    raise
+                # the connection is lost for now: closing the run frees its claims (Recorder.finish)
         self.view.settled()
 
     def _adopted(self, job: PlannedJob, source: Job) -> None:

@@ -18,7 +18,7 @@ from rich.console import Console
 from segbench.config import LoadedSuite
 from segbench.errors import UserError
 from segbench.jobs import JobSpec
-from segbench.runner.backend import Backend, Event, stop_signals
+from segbench.runner.backend import Backend, Event, RetryPolicy, stop_signals
 from segbench.runner.devices import plan_workers
 from segbench.runner.local_backend import LocalBackend
 from segbench.runner.progress import ProgressView
@@ -40,14 +40,26 @@ def checkpoint_dir(workdir: Path, code_id: str) -> Path:
     return workdir / "checkpoints" / code_id
 
 
-def make_backend(name: str, devices: str, workers: int | None, ray_address: str | None) -> Backend:
-    """``--backend local`` (worker processes on this machine) or ``ray`` (a Ray cluster, local or not)."""
+def make_backend(
+    name: str,
+    devices: str,
+    workers: int | None,
+    ray_address: str | None,
+    retry: RetryPolicy | None = None,
+) -> Backend:
+    """``--backend local`` (worker processes on this machine) or ``ray`` (a Ray cluster, local or not).
+
+    ``retry`` (``--retries``, ``--retry-delay``) is the Ray backend's: a local
+    worker that dies costs its group, recorded lost, and a plain re-run retries it.
+    """
     if name == "ray":
         from segbench.runner.ray_backend import RayBackend
 
-        return RayBackend(ray_address, devices, workers)
+        return RayBackend(ray_address, devices, workers, retry)
     if ray_address is not None:
         raise UserError(f"--ray-address {ray_address} goes with --backend ray")
+    if retry is not None:
+        raise UserError("--retries and --retry-delay go with --backend ray")
     return LocalBackend(plan_workers(devices, workers))
 
 

@@ -202,10 +202,17 @@ class Recorder:
             pass
 
     def record(self, job_id: int, result: JobResult) -> None:
-        """All of a job's numbers in one transaction."""
+        """All of a job's numbers in one transaction; a job that holds its result already keeps it.
+
+        A result can reach the writer twice (a retried Ray task, a journal replay
+        racing the driver, a commit whose acknowledgement the connection lost):
+        the first one recorded stands, so a job is recorded exactly once.
+        """
         with self.db.session() as s:
             job = s.get(Job, job_id)
             assert job is not None
+            if job.status in ("done", "failed"):
+                return
             job.status = "done" if result.ok else "failed"
             job.failure_kind = failure_kind(result)
             job.error = result.error
@@ -224,18 +231,28 @@ class Recorder:
 
     @staticmethod
     def _hardware(s, key: str, identity: dict) -> int:  # type: ignore[no-untyped-def]
+        """The hardware row of ``key``, inserted if new.
+
+        Two drivers recording their first result on one machine at once (a team on
+        one server) both find it missing: the second insert fails on the unique key,
+        inside a savepoint, and the first one's row is used.
+        """
         hw = s.scalar(select(Hardware).where(Hardware.key == key))
-        if hw is None:
-            hw = Hardware(
-                key=key,
-                cpu_model=identity.get("cpu_model"),
-                cpu_cores=identity.get("cpu_cores"),
-                gpu_name=identity.get("gpu_name"),
-                gpu_memory_bytes=identity.get("gpu_memory_bytes"),
-                identity=identity,
-            )
-            s.add(hw)
-            s.flush()
+        if hw is not None:
+            return hw.id
+        hw = Hardware(
+            key=key,
+            cpu_model=identity.get("cpu_model"),
+            cpu_cores=identity.get("cpu_cores"),
+            gpu_name=identity.get("gpu_name"),
+            gpu_memory_bytes=identity.get("gpu_memory_bytes"),
+            identity=identity,
+        )
+        try:
+            with s.begin_nested():
+                s.add(hw)
+        except IntegrityError:
+            return s.scalar(select(Hardware.id).where(Hardware.key == key))
         return hw.id
 
     def finish(self, status: str) -> None:
