@@ -342,3 +342,38 @@ def test_worker_processes_and_deterministic_flags_are_restored() -> None:
     )
     assert math.isfinite(result.final_loss)
     assert torch.are_deterministic_algorithms_enabled() == before
+
+
+def test_a_wall_clock_checkpoint_bounds_what_a_crash_costs_without_an_iteration_interval(
+    tmp_path: Path,
+) -> None:
+    # No checkpoint_every: only the wall-clock rule (here: after every step) can have saved
+    # the state a lost worker's retry resumes from.
+    settings = _settings(checkpoint_every=0)
+    straight_model = TinyNet(aux=True)
+    straight = train(straight_model, AugmentedSet(), settings, seed=7, log_every=1)
+
+    def crash_at_six(iteration: int, total: int, loss: float) -> None:
+        if iteration == 6:
+            raise _Crash
+
+    path = tmp_path / "lost.pt"
+    with pytest.raises(_Crash):
+        train(
+            TinyNet(aux=True),
+            AugmentedSet(),
+            settings,
+            seed=7,
+            checkpoint_path=path,
+            on_progress=crash_at_six,
+            log_every=1,
+            checkpoint_seconds=0.0,
+        )
+    assert torch.load(path, weights_only=True)["iteration"] == 5
+
+    resumed_model = TinyNet(aux=True, seed=99)
+    resumed = train(resumed_model, AugmentedSet(), settings, seed=7, checkpoint_path=path, log_every=1)
+    assert resumed.resumed_from == 5
+    assert resumed.loss_curve == straight.loss_curve
+    for name, tensor in straight_model.state_dict().items():
+        assert torch.equal(tensor, resumed_model.state_dict()[name]), name

@@ -269,6 +269,7 @@ def train(
     on_progress: ProgressCallback | None = None,
     log_every: int | None = None,
     should_stop: Callable[[], bool] | None = None,
+    checkpoint_seconds: float | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on ``dataset`` (``(image [3,H,W], mask [H,W])`` samples).
 
@@ -284,6 +285,13 @@ def train(
     continues bit-identically) and :class:`TrainingInterrupted` is raised. An
     interrupted run thus loses at most one step instead of everything since the
     last ``checkpoint_every``.
+
+    ``checkpoint_seconds`` also saves the state once that much wall time has passed
+    since the last save, whatever ``checkpoint_every`` says: the runner passes it so
+    that a worker lost without warning (a killed node, the OOM killer) costs at most
+    that much training, while the iteration interval stays a setting of the
+    experiment. Where the save lands does not change the result: a resume continues
+    bit-identically from any iteration.
     """
     device = torch.device(device)
     _amp_dtype(settings, device)  # a bad AMP choice fails before anything is loaded
@@ -321,7 +329,7 @@ def train(
         )
 
         model.train()
-        began = time.perf_counter()
+        began = saved_at = time.perf_counter()
         for iteration, (images, masks) in enumerate(loader, start=start + 1):  # 1-based: steps done
             trainer.step(images, masks, iteration - 1)
             if iteration % log_every == 0 or iteration == total:
@@ -330,12 +338,15 @@ def train(
                 if on_progress is not None:
                     on_progress(iteration, total, mean)
             every = settings.checkpoint_every
-            if checkpoint_path and every and iteration % every == 0 and iteration < total:
+            due = (every and iteration % every == 0) or (
+                checkpoint_seconds is not None and time.perf_counter() - saved_at >= checkpoint_seconds
+            )
+            if checkpoint_path and due and iteration < total:
                 trainer.read_losses(progress, iteration)  # never checkpoint weights a NaN already reached
                 trainer.sync()
                 progress.seconds += time.perf_counter() - began
                 save_checkpoint(checkpoint_path, trainer.state(iteration, progress, fingerprint))
-                began = time.perf_counter()
+                began = saved_at = time.perf_counter()
             if should_stop is not None and iteration < total and should_stop():
                 saved = None
                 if checkpoint_path:

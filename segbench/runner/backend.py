@@ -176,6 +176,11 @@ class StopRequest:
             raise WorkerStopped("stop requested")
 
 
+#: Wall time between training checkpoints that no setting asked for: short against a long
+#: training, and long against a save (a few hundred MB at most, written in seconds).
+CHECKPOINT_SECONDS = 300.0
+
+
 @dataclass(frozen=True)
 class JobContext:
     """What a job runs with in its worker: the device, where checkpoints go, the locks, the stop request."""
@@ -189,6 +194,9 @@ class JobContext:
     shared: Callable[[], Any] = nullcontext
     #: set when the run is interrupted: training checkpoints where it is and stops
     stop: StopRequest = field(default_factory=StopRequest)
+    #: training also checkpoints after this much wall time since its last save, so a worker
+    #: or node lost without warning costs at most this much training (a retry resumes there)
+    checkpoint_seconds: float = CHECKPOINT_SECONDS
 
 
 def worker_context(

@@ -225,6 +225,7 @@ def _train(
             num_classes=num_classes,
             on_progress=progress,
             should_stop=ctx.stop.is_set,
+            checkpoint_seconds=ctx.checkpoint_seconds,
         )
     result.add("train_loss_final", out.final_loss, "loss", "train")
     result.add("train_seconds", out.seconds, "s", "train", extra={"resumed_from": out.resumed_from})

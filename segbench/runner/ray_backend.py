@@ -21,7 +21,8 @@ Lost tasks are retried here, not by Ray: a task whose worker or node dies
 (Ray raises on its generator) is sent again (:class:`RetryPolicy`: attempts,
 doubling wait) with the jobs of its group that have no result yet, and Ray
 places it on a node that is alive. The retried training resumes from the
-group's last checkpoint on the shared workdir (``train.checkpoint_every``).
+group's last checkpoint on the shared workdir (every ``CHECKPOINT_SECONDS`` of training, and
+every ``train.checkpoint_every`` iterations).
 Sending it ourselves, not with Ray's ``max_retries``, keeps the attempt number
 in every event, the jobs already finished out of the retry, and a task whose
 own code raised (a deterministic error) out of it; a job whose model raises
