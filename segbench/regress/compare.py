@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from segbench.bootstrap import CONFIDENCE, paired_delta
+from segbench.regress.rounds import Noise
 from segbench.regress.rules import NOT_COMPARED, Kind, Rule, RuleBook
 from segbench.regress.snapshot import RecordedJob, Snapshot
 from segbench.regress.stats import Decision, Verdict
@@ -80,17 +81,26 @@ def default_metrics(base: Snapshot, head: Snapshot) -> list[str]:
 
 
 def compare(
-    base: Snapshot, head: Snapshot, rules: RuleBook, metrics: Sequence[str] | None = None
+    base: Snapshot,
+    head: Snapshot,
+    rules: RuleBook,
+    metrics: Sequence[str] | None = None,
+    noise: Mapping[tuple[str, str | None], Noise] | None = None,
 ) -> Comparison:
-    """Every metric (or ``metrics``) of every job present at both revisions."""
+    """Every metric (or ``metrics``) of every job present at both revisions.
+
+    ``noise`` is the history's between-run noise per (job_key, hardware)
+    (:func:`segbench.regress.noise.load_noise`), which timing verdicts respect.
+    """
     names = list(metrics) if metrics is not None else default_metrics(base, head)
     common = sorted(set(base.jobs) & set(head.jobs), key=lambda k: (head.latest(k).label, k))
     rows: list[Row] = []
+    noise = noise or {}
     for key in common:
         for name in names:
             rule = rules.rule(name)
             if rule.hardware_bound:
-                rows += _hardware_rows(base, head, key, rule, rules.alpha)
+                rows += _hardware_rows(base, head, key, rule, rules.alpha, noise)
             else:
                 row = _row(base.latest(key), head.latest(key), rule, rules.alpha)
                 if row is not None:
@@ -100,9 +110,16 @@ def compare(
     return Comparison(base, head, rules, tuple(rows), only_base, only_head)
 
 
-def _hardware_rows(base: Snapshot, head: Snapshot, key: str, rule: Rule, alpha: float) -> list[Row]:
+def _hardware_rows(
+    base: Snapshot,
+    head: Snapshot,
+    key: str,
+    rule: Rule,
+    alpha: float,
+    noise: Mapping[tuple[str, str | None], Noise],
+) -> list[Row]:
     pairs = [(b, head.on(key, b.hardware)) for b in base.jobs[key]]
-    rows = [_row(b, h, rule, alpha) for b, h in pairs if h is not None]
+    rows = [_row(b, h, rule, alpha, noise.get((key, b.hardware))) for b, h in pairs if h is not None]
     if any(h is not None for _, h in pairs):
         return [r for r in rows if r is not None]
     b, h = base.latest(key), head.latest(key)
@@ -118,7 +135,7 @@ def _hardware_rows(base: Snapshot, head: Snapshot, key: str, rule: Rule, alpha: 
     ]
 
 
-def _row(b: RecordedJob, h: RecordedJob, rule: Rule, alpha: float) -> Row | None:
+def _row(b: RecordedJob, h: RecordedJob, rule: Rule, alpha: float, noise: Noise | None = None) -> Row | None:
     bm, hm = b.metrics.get(rule.metric), h.metrics.get(rule.metric)
     bv = bm.value if bm is not None else None
     hv = hm.value if hm is not None else None
@@ -131,6 +148,16 @@ def _row(b: RecordedJob, h: RecordedJob, rule: Rule, alpha: float) -> Row | None
         return Row(b.job_key, h.label, rule.metric, rule, bv, hv, decision, *hardware)
     samples_of = rule.samples_from or rule.metric
     bs, hs = b.metrics.get(samples_of), h.metrics.get(samples_of)
+    if rule.kind is Kind.timing:
+        found = rule.decide_timing(
+            bv,
+            hv,
+            bs.rounds if bs is not None else None,
+            hs.rounds if hs is not None else None,
+            alpha=alpha,
+            noise=noise,
+        )
+        return Row(b.job_key, h.label, rule.metric, rule, found.base, found.head, found.decision, *hardware)
     paired = paired_test(b, h, rule) if rule.paired and rule.threshold.exceeded(bv, hv) else None
     decision = rule.decide(
         bv,

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from segbench.errors import UserError, did_you_mean
 from segbench.evidence import Evidence
 from segbench.regress import gitrev
-from segbench.store.schema import Hardware, Job, Metric, Run
+from segbench.store.schema import Hardware, Job, Metric, Run, TimingRound
 
 _HEX = re.compile(r"^[0-9a-f]{7,40}$")
 
@@ -88,6 +88,8 @@ class Measurement:
 
     value: float | None
     samples: tuple[float, ...] | None = None
+    #: timings: the samples of every round, round 0 (``samples``) first (:mod:`segbench.regress.retime`)
+    rounds: tuple[tuple[float, ...], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -238,8 +240,15 @@ def collect_jobs(
         chosen.setdefault((job.job_key, hardware), (job, source))
     metrics: dict[int, dict[str, Measurement]] = {}
     source_ids = [source.id for _, source in chosen.values()]
+    later: dict[tuple[int, str], list[tuple[float, ...]]] = {}
+    for r in session.scalars(
+        select(TimingRound).where(TimingRound.job_id.in_(source_ids)).order_by(TimingRound.round)
+    ):
+        later.setdefault((r.job_id, r.metric), []).append(_numeric(r.samples) or ())
     for m in session.scalars(select(Metric).where(Metric.job_id.in_(source_ids))):
-        metrics.setdefault(m.job_id, {})[m.name] = Measurement(m.value, _numeric(m.samples))
+        samples = _numeric(m.samples)
+        rounds = (samples or (), *later.get((m.job_id, m.name), ())) if samples is not None else None
+        metrics.setdefault(m.job_id, {})[m.name] = Measurement(m.value, samples, rounds)
     evidence = load_evidence(session, {i: i for i in source_ids})
     out: dict[str, list[RecordedJob]] = {}
     for (key, hardware), (job, source) in chosen.items():  # insertion order: latest first

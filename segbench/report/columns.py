@@ -63,6 +63,8 @@ KNOWN: dict[str, MetricColumn] = {
         MetricColumn("throughput_batch_ips", "batch throughput (img/s)", 1.0, True, 1),
         MetricColumn("peak_memory_bytes", "peak mem (MiB)", 1 / 2**20, False, 1),
         MetricColumn("train_peak_memory_bytes", "train peak mem (MiB)", 1 / 2**20, False, 1),
+        MetricColumn("peak_rss_bytes", "peak RSS (MiB)", 1 / 2**20, False, 1),
+        MetricColumn("train_peak_rss_bytes", "train peak RSS (MiB)", 1 / 2**20, False, 1),
         MetricColumn("train_loss_final", "train loss", 1.0, False, 3),
         MetricColumn("train_seconds", "train time (s)", 1.0, False, 1),
         MetricColumn("train_images_per_s", "train img/s", 1.0, True, 1),
