@@ -235,6 +235,13 @@ def markdown(comparison: Comparison, *, only_changed: bool = False) -> str:
     lines.append(f"**{summary_line(comparison)}**")
     lines.append("")
     notes = [f"Thresholds — {rules_line(comparison)}." if comparison.rows else ""]
+    # what the table hides (unchanged) still says how it was decided, where a test decided it
+    shown = {id(r) for r in rows}
+    notes += [
+        f"{r.label} · {r.metric} unchanged ({r.change}): {r.decision.note}"
+        for r in comparison.rows
+        if id(r) not in shown and r.decision.note
+    ]
     if len(hardware) == 1:
         ((key, name),) = hardware.items()
         notes.append(f"Timings and memory compared on {name} [{key}].")

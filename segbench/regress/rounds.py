@@ -12,17 +12,19 @@ with a relative threshold ``f`` (5 % by default) and level ``alpha``:
    Mann-Whitney test *on the rounds*: from the k-th smallest to the k-th
    largest difference, k the exact critical count (:func:`rank_interval`).
    No normality is assumed, and one round caught by a burst of load moves one
-   difference per pair, not the interval. With history
-   (:mod:`segbench.regress.noise`) the interval is widened to at least
-   ``± t · σ_runs · √2``, σ_runs being how far whole runs of this job on this
-   machine have spread before.
-2. *unchanged* when the shift is at most ``f``.
-3. *regressed* / *improved* only when the **whole interval** lies beyond
-   ``f`` on one side: the rounds show, at confidence ``1 − alpha/2``, that
-   the change exceeds the smallest one that matters. Under identical code the
+   difference per pair, not the interval.
+2. History (:mod:`segbench.regress.noise`): σ_runs is how far whole runs of
+   this job on this machine have spread before. With rounds, the change must
+   also exceed the noise floor ``2 · σ_runs`` (the threshold becomes
+   ``max(f, e^(2σ) − 1)``); with too few rounds for an interval, history alone
+   gives one: ``Δ ± t(k−1) · σ_runs · √2`` (two single runs of identical code).
+3. *unchanged* when the shift is at most ``f``.
+4. *regressed* / *improved* only when the **whole interval** lies beyond
+   the threshold on one side: the rounds show, at confidence ``1 − alpha/2``,
+   that the change exceeds the smallest one that matters. Under identical code the
    chance of that is below ``alpha/2`` per metric, and far below unless the
    interval is as wide as the threshold.
-4. *noisy* otherwise: moved beyond ``f`` but not shown to, and always when the
+5. *noisy* otherwise: moved beyond ``f`` but not shown to, and always when the
    rounds are too few for any interval (with ``alpha`` = 0.05 that is fewer
    than 4 a side: 3 + 3 rounds can never exclude chance) and there is no
    history. Within-run samples alone never decide: they do not see the
@@ -41,6 +43,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from segbench.regress.stats import Decision, Threshold, Verdict
+
+#: with rounds and history, a change must exceed this many between-run standard deviations
+NOISE_FLOOR_SDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -113,6 +118,13 @@ def rank_interval(
     return statistics.median(diffs), diffs[k - 1], diffs[-k]
 
 
+def _at_least(threshold: Threshold, base: float, relative_floor: float) -> Threshold:
+    """``threshold`` raised to a relative floor (in its own terms: a fraction, or the metric's unit)."""
+    if threshold.relative:
+        return Threshold(max(threshold.amount, relative_floor), True)
+    return Threshold(max(threshold.amount, abs(base) * relative_floor), False)
+
+
 def _pct(log_change: float) -> str:
     return f"{math.expm1(log_change) * 100:+.1f}%"
 
@@ -151,11 +163,15 @@ def decide_rounds(
     delta = sign * shift
     basis = [f"rounds {len(logs_b)}+{len(logs_h)}"]
     interval = (sign * found[1], sign * found[2]) if found is not None else None
+    beyond_what = threshold
     if noise is not None:
-        floor = _t(noise.runs - 1, alpha) * noise.sd * math.sqrt(2)
         basis.append(f"history {noise.runs} runs {noise.where}, between-run sd {_pct(noise.sd)[1:]}")
-        wide = (delta - floor, delta + floor)
-        interval = wide if interval is None else (min(*interval, wide[0]), max(*interval, wide[1]))
+        if interval is None:  # one run a side: how far two runs of identical code fall apart
+            half = _t(noise.runs - 1, alpha) * noise.sd * math.sqrt(2)
+            interval = (delta - half, delta + half)
+        else:  # the change must also exceed the noise floor, twice the between-run sd
+            beyond_what = _at_least(threshold, base, math.expm1(NOISE_FLOOR_SDS * noise.sd))
+            basis.append(f"noise floor ±{_pct(NOISE_FLOOR_SDS * noise.sd)[1:]}")
     else:
         basis.append("no history (fewer than 3 earlier runs)")
     if interval is not None:
@@ -168,7 +184,7 @@ def decide_rounds(
         why = f"too few rounds to decide (need ≥ {min_rounds(alpha)} per side, or ≥ 3 earlier runs)"
         return RoundVerdict(Decision(Verdict.noisy, note=f"{why}; {note}"), base, head)
     low, high = (base * math.exp(d) for d in (low_log, high_log))
-    beyond = [v for v in (low, high) if threshold.exceeded(base, v)]
+    beyond = [v for v in (low, high) if beyond_what.exceeded(base, v)]
     if len(beyond) == 2 and (low - base) * (high - base) > 0:
         worse = (head < base) if higher_is_better else (head > base)
         verdict = Verdict.regressed if worse else Verdict.improved
