@@ -189,7 +189,7 @@ def _more_rounds(url: str, run_id: int, rounds: int | None) -> None:
     import os
 
     from segbench.regress.at import absolute_db_url
-    from segbench.regress.retime import ROUNDS_BY_DRIVER, rounds_needed, run_round
+    from segbench.regress.retime import ROUNDS_BY_DRIVER, rounds_needed, run_round, sweep
 
     if os.environ.get(ROUNDS_BY_DRIVER):
         return
@@ -198,7 +198,8 @@ def _more_rounds(url: str, run_id: int, rounds: int | None) -> None:
         url = absolute_db_url(url)  # the rounds' processes open it too
     for number in range(1, total):
         _console().print(f"timing round {number + 1}/{total} (run {run_id})")
-        problem = run_round(url, run_id, rounds or 1, Path.cwd())
+        with sweep():
+            problem = run_round(url, run_id, rounds or 1, Path.cwd())
         if problem is not None:
             raise _user_error(problem)
 

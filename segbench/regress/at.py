@@ -27,7 +27,7 @@ from pathlib import Path
 
 from segbench.errors import UserError, did_you_mean
 from segbench.regress import gitrev
-from segbench.regress.retime import AT_ROUNDS, ROUNDS_BY_DRIVER, rounds_needed, run_round
+from segbench.regress.retime import AT_ROUNDS, ROUNDS_BY_DRIVER, rounds_needed, run_round, sweep
 
 
 def split_revisions(text: str) -> list[str]:
@@ -103,14 +103,17 @@ def _interleaved_rounds(
     total = rounds_needed(url, run_ids, default)
     failed: set[int] = set()
     for number in range(1, total):
-        for i, (run_id, tree) in enumerate(zip(run_ids, trees, strict=True)):
-            if i in failed:
-                continue
-            sys.stderr.write(f"timing round {number + 1}/{total} at {revisions[i]} (run {run_id})\n")
-            problem = run_round(url, run_id, default, tree, _child_env())
-            if problem is not None:
-                failed.add(i)
-                sys.stderr.write(f"warning: --at {revisions[i]}: {problem}; its timings keep fewer rounds\n")
+        with sweep():
+            for i, (run_id, tree) in enumerate(zip(run_ids, trees, strict=True)):
+                if i in failed:
+                    continue
+                sys.stderr.write(f"timing round {number + 1}/{total} at {revisions[i]} (run {run_id})\n")
+                problem = run_round(url, run_id, default, tree, _child_env())
+                if problem is not None:
+                    failed.add(i)
+                    sys.stderr.write(
+                        f"warning: --at {revisions[i]}: {problem}; its timings keep fewer rounds\n"
+                    )
 
 
 def _resolve(repo: Path, revision: str) -> str:

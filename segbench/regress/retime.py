@@ -25,7 +25,8 @@ import argparse
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -35,6 +36,9 @@ from segbench.errors import UserError
 AT_ROUNDS = 5
 #: set in a ``run --at`` child: the driver interleaves the rounds, the child runs none of its own
 ROUNDS_BY_DRIVER = "SEGBENCH_ROUNDS_BY_DRIVER"
+#: set by a driver that holds this machine's exclusive CPU lock for a sweep of rounds: the
+#: round processes it starts measure under its hold instead of queueing for their own
+LOCK_HELD = "SEGBENCH_ROUND_LOCK_HELD"
 #: the timing that is re-measured; throughput is derived from it (batch / median)
 ROUND_METRIC = "latency_ms"
 
@@ -71,10 +75,25 @@ def retime_command(url: str, run_id: int, default: int) -> list[str]:
     ]
 
 
+@contextmanager
+def sweep() -> Iterator[None]:
+    """Hold this machine's exclusive CPU lock for one sweep of rounds (every revision once).
+
+    The rounds of one sweep then run back to back under the same conditions,
+    instead of each queueing behind other work for the lock; between sweeps
+    the lock is let go, so training elsewhere goes on.
+    """
+    from segbench.runner.node_lock import NodeDeviceLock
+
+    with NodeDeviceLock("cpu").exclusive():
+        yield
+
+
 def run_round(
     url: str, run_id: int, default: int, cwd: Path, env: dict[str, str] | None = None
 ) -> str | None:
-    """One round of ``run_id`` in a fresh process; None when it ran, else why it could not (for a warning)."""
+    """One round of ``run_id`` in a fresh process, inside a :func:`sweep`; None when it ran, else why not."""
+    env = {**(os.environ if env is None else env), LOCK_HELD: "1"}
     proc = subprocess.run(
         retime_command(url, run_id, default), cwd=cwd, env=env, capture_output=True, text=True
     )
@@ -122,7 +141,8 @@ def add_round(url: str, run_id: int, default: int) -> list[str]:
                 if hardware_key(identity) != source.hardware.key:
                     done.append(f"{job.label}: not re-timed, this machine is not the one it was measured on")
                     continue
-                lock = NodeDeviceLock("cpu").exclusive() if device == "cpu" else _nothing()
+                held = device != "cpu" or os.environ.get(LOCK_HELD)
+                lock = _nothing() if held else NodeDeviceLock("cpu").exclusive()
                 with lock:
                     stats = time_again(spec, device)
                 number = 1 + int(have or 0)
