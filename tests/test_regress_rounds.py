@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import statistics
 
 import pytest
 
@@ -103,3 +104,23 @@ def test_history_widens_the_interval_and_can_decide_alone() -> None:
     once = decide_rounds(rounds(20.0), rounds(40.0), FIVE, higher_is_better=False, noise=tight)
     assert once is not None and once.decision.verdict is Verdict.regressed
     assert math.isclose(once.head / once.base, 2.0, rel_tol=0.02)
+
+
+def test_the_noise_floor_holds_for_throughput_as_for_latency() -> None:
+    base = rounds(20.0, 20.2, 19.9, 20.1, 20.0)
+    head = rounds(60.0, 61.0, 59.0, 60.5, 60.2)  # 3x slower: throughput a third
+    floor = Noise(sd=0.3, runs=5, where="at BASE")  # 2 sd = a factor 1.82 either way
+    latency = default_rule("latency_ms").decide_timing(20.0, 60.0, base, head, noise=floor)
+    throughput = default_rule("throughput_ips").decide_timing(50.0, 16.7, base, head, noise=floor)
+    assert latency.decision.verdict is throughput.decision.verdict is Verdict.regressed
+    beyond = Noise(sd=0.6, runs=5, where="at BASE")  # a factor 3.3: a 3x move is within the noise
+    assert default_rule("throughput_ips").decide_timing(
+        50.0, 16.7, base, head, noise=beyond
+    ).decision.verdict is (Verdict.noisy)
+
+
+def test_history_noise_is_robust_to_one_disrupted_run() -> None:
+    from segbench.regress.noise import robust_sd
+
+    levels = [math.log(v) for v in (1.50, 1.57, 1.46, 5.0)]  # identical code, one run under a burst of load
+    assert robust_sd(levels) < 0.1 < statistics.stdev(levels)

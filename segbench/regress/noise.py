@@ -5,7 +5,9 @@ z-score); segbench does the same where the database has it. For a job (its
 ``job_key``) on one hardware key, each earlier *done* result is one run-level
 (the geometric mean of its timing rounds' medians,
 :func:`segbench.regress.rounds.round_medians`), and the spread of their logs
-is the between-run noise σ_runs:
+is the between-run noise σ_runs — a robust one (1.4826 × the median absolute
+deviation), so one run caught by a burst of load on a shared machine does not
+make every later change look like noise:
 
 * the runs at the BASE commit, when there are at least :data:`MIN_RUNS`
   ("at BASE": identical code measured several times), else
@@ -63,13 +65,19 @@ def load_noise(session: Session, base: Snapshot, head: Snapshot) -> dict[tuple[s
     for (key, hardware), runs in found.items():
         at_base = [levels[j] for j, commit, _ in runs if commit == base.commit and j in levels]
         if len(at_base) >= MIN_RUNS:
-            out[(key, hardware)] = Noise(statistics.stdev(at_base), len(at_base), "at BASE")
+            out[(key, hardware)] = Noise(robust_sd(at_base), len(at_base), "at BASE")
             continue
         earlier = [levels[j] for j, _, run in runs if j in levels and (before is None or run < before)]
         earlier = earlier[:LOOKBACK]
         if len(earlier) >= MIN_RUNS:
-            out[(key, hardware)] = Noise(statistics.stdev(earlier), len(earlier), "before HEAD (lookback)")
+            out[(key, hardware)] = Noise(robust_sd(earlier), len(earlier), "before HEAD (lookback)")
     return out
+
+
+def robust_sd(logs: list[float]) -> float:
+    """1.4826 × the median absolute deviation: the standard deviation of normal data, robust to outliers."""
+    centre = statistics.median(logs)
+    return 1.4826 * statistics.median(abs(x - centre) for x in logs)
 
 
 def _levels(session: Session, job_ids: list[int]) -> Mapping[int, float]:

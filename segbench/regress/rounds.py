@@ -15,8 +15,8 @@ with a relative threshold ``f`` (5 % by default) and level ``alpha``:
    difference per pair, not the interval.
 2. History (:mod:`segbench.regress.noise`): σ_runs is how far whole runs of
    this job on this machine have spread before. With rounds, the change must
-   also exceed the noise floor ``2 · σ_runs`` (the threshold becomes
-   ``max(f, e^(2σ) − 1)``); with too few rounds for an interval, history alone
+   also exceed the noise floor ``2 · σ_runs`` in logs (a factor ``e^(2σ)``
+   slower or faster, so throughput and latency agree); with too few rounds for an interval, history alone
    gives one: ``Δ ± t(k−1) · σ_runs · √2`` (two single runs of identical code).
 3. *unchanged* when the shift is at most ``f``.
 4. *regressed* / *improved* only when the **whole interval** lies beyond
@@ -118,11 +118,17 @@ def rank_interval(
     return statistics.median(diffs), diffs[k - 1], diffs[-k]
 
 
-def _at_least(threshold: Threshold, base: float, relative_floor: float) -> Threshold:
-    """``threshold`` raised to a relative floor (in its own terms: a fraction, or the metric's unit)."""
-    if threshold.relative:
-        return Threshold(max(threshold.amount, relative_floor), True)
-    return Threshold(max(threshold.amount, abs(base) * relative_floor), False)
+@dataclass(frozen=True)
+class _Floored:
+    """A threshold that a value must also clear by a factor ``e^floor`` either way (slower or faster)."""
+
+    threshold: Threshold
+    floor: float
+
+    def exceeded(self, base: float, value: float) -> bool:
+        if not self.threshold.exceeded(base, value):
+            return False
+        return base > 0 and value > 0 and abs(math.log(value / base)) > self.floor
 
 
 def _pct(log_change: float) -> str:
@@ -169,9 +175,10 @@ def decide_rounds(
         if interval is None:  # one run a side: how far two runs of identical code fall apart
             half = _t(noise.runs - 1, alpha) * noise.sd * math.sqrt(2)
             interval = (delta - half, delta + half)
-        else:  # the change must also exceed the noise floor, twice the between-run sd
-            beyond_what = _at_least(threshold, base, math.expm1(NOISE_FLOOR_SDS * noise.sd))
-            basis.append(f"noise floor ±{_pct(NOISE_FLOOR_SDS * noise.sd)[1:]}")
+        else:  # the change must also exceed the noise floor, twice the between-run sd (in logs)
+            floor = NOISE_FLOOR_SDS * noise.sd
+            beyond_what = _Floored(threshold, floor)
+            basis.append(f"noise floor ×/÷ {math.exp(floor):.2f}")
     else:
         basis.append("no history (fewer than 3 earlier runs)")
     if interval is not None:
