@@ -12,6 +12,9 @@ run. All in one process run, so the rates share the machine's load.
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_aa.py [--aa 6] [--slow 3] [--rounds 5]
 
+Measured on the shared 2-core machine (load average 4–7, ``--aa 3 --slow 1``, 502 s): A/A 0/3
+flagged; "10 %" (measured +4.2 %) 0/1, "50 %" (measured +24.1 %) 0/1 — see docs/regressions.md.
+
 Prints, per kind of pair, how many were flagged (``check`` exit 1 on latency)
 and the verdicts and changes; exit status 1 if any A/A pair was flagged.
 """
