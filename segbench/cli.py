@@ -93,6 +93,13 @@ def run(
         float | None,
         typer.Option(help="with --backend ray: seconds before the first retry, doubling (default 2)"),
     ] = None,
+    rounds: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="timing rounds per job, each in a fresh process (default: measure.rounds, else 5 with --at, 1)",
+        ),
+    ] = None,
 ) -> None:
     """Expand a suite into jobs, run them on the available devices, record every number."""
     from segbench.config import load_suite
@@ -105,7 +112,7 @@ def run(
         placement += ["--max-jobs", str(max_jobs)] if max_jobs is not None else []
         placement += ["--retries", str(retries)] if retries is not None else []
         placement += ["--retry-delay", str(retry_delay)] if retry_delay is not None else []
-        _run_at(suite, at, db, devices, workers, only, rerun, workdir, dry_run, placement)
+        _run_at(suite, at, db, devices, workers, only, rerun, workdir, dry_run, placement, rounds)
         return
     loaded = load_suite(suite)
     jobs = select(expand(loaded, max_jobs=DEFAULT_MAX_JOBS if max_jobs is None else max_jobs), only)
@@ -143,6 +150,7 @@ def run(
     if summary.interrupted:
         screen.print("[yellow]interrupted[/]: finished jobs are recorded; run again to resume the rest")
         raise typer.Exit(130)
+    _more_rounds(database.url, summary.run_id, rounds)
     if summary.failures() or summary.journaled:
         raise typer.Exit(1)
 
@@ -158,9 +166,11 @@ def _run_at(
     workdir: Path,
     dry_run: bool,
     placement: list[str],
+    rounds: int | None,
 ) -> None:
     """``run --at``: one ``segbench run`` per revision, in a temporary worktree, into one database."""
     from segbench.regress.at import run_at_revisions, split_revisions
+    from segbench.regress.retime import AT_ROUNDS
     from segbench.store.db import resolve_url
 
     if dry_run:
@@ -173,10 +183,30 @@ def _run_at(
         extra += ["--only", only]
     if rerun is not None:
         extra += ["--rerun", rerun.value]
-    run_ids = run_at_revisions(suite, revisions, extra, resolve_url(db))
+    run_ids = run_at_revisions(suite, revisions, extra, resolve_url(db), rounds=rounds or AT_ROUNDS)
     console().print(
         "recorded " + ", ".join(f"run {rid} at {rev}" for rid, rev in zip(run_ids, revisions, strict=True))
     )
+
+
+def _more_rounds(url: str, run_id: int, rounds: int | None) -> None:
+    """A plain run's timing rounds 1 … N-1, each in a fresh process here (``run --at`` interleaves its own)."""
+    import os
+
+    from segbench.regress.at import absolute_db_url
+    from segbench.regress.retime import ROUNDS_BY_DRIVER, rounds_needed, run_round, sweep
+
+    if os.environ.get(ROUNDS_BY_DRIVER):
+        return
+    total = rounds_needed(url, [run_id], rounds or 1)
+    if total > 1:
+        url = absolute_db_url(url)  # the rounds' processes open it too
+    for number in range(1, total):
+        console().print(f"timing round {number + 1}/{total} (run {run_id})")
+        with sweep():
+            problem = run_round(url, run_id, rounds or 1, Path.cwd())
+        if problem is not None:
+            raise _user_error(problem)
 
 
 @app.command()

@@ -143,6 +143,9 @@ class MeasureSettings(_Strict):
     include_aux: Bool = Field(False, description="count the aux head in inference FLOPs")
     memory: Bool = True
     threads: Int | None = Field(None, ge=1)
+    #: timing rounds, each in a fresh process (None: 5 under ``run --at``, else 1); not part of the
+    #: job key: more rounds are more evidence about the same experiment, not another experiment
+    rounds: Int | None = Field(None, ge=1, le=50, description="timing rounds, each in a fresh process")
 
     @model_validator(mode="after")
     def _min_below_max(self) -> MeasureSettings:

@@ -93,7 +93,12 @@ class JobSpec:
             **self._trained(),
             "train": self.train if "train" in self.stages else None,
             "eval": _eval_key(self.eval) if "eval" in self.stages else None,
-            "measure": self.measure if {"complexity", "latency"} & set(self.stages) else None,
+            # rounds say how much evidence to gather about the experiment, not which one it is
+            "measure": (
+                {k: v for k, v in self.measure.items() if k != "rounds"}
+                if {"complexity", "latency"} & set(self.stages)
+                else None
+            ),
             "stages": list(self.stages),
         }
 

@@ -157,6 +157,12 @@ METRICS: dict[str, Metric] = {
             aliases=("memory",),
         ),
         Metric("train_peak_memory_bytes", "B", "train peak mem (MiB)", _MIB, 1, False, Kind.memory),
+        # the process's resident-set growth on CPU: kept for context, never judged (it moves
+        # with allocator state, not with the model; the tensor peak above is the verdict's)
+        Metric("peak_rss_bytes", "B", "peak RSS (MiB)", _MIB, 1, False, Kind.memory, compared=False),
+        Metric(
+            "train_peak_rss_bytes", "B", "train peak RSS (MiB)", _MIB, 1, False, Kind.memory, compared=False
+        ),
         Metric("train_loss_final", "loss", "train loss", digits=3, higher_is_better=False),
         _timing("train_seconds", "s", "train time (s)", 1, False),
         _timing("train_images_per_s", "img/s", "train img/s", 1, True),

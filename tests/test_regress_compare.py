@@ -46,8 +46,10 @@ def verdicts(rows) -> dict[tuple[str, str], Verdict]:  # type: ignore[no-untyped
 
 
 def job_a(miou: float, params: float, latency: float, **kw: object) -> FakeJob:
+    """A job whose latency was timed in five rounds (fresh processes) that agree within ±1 %."""
     metrics = {"mIoU": miou, "params": params, "latency_ms": samples(latency), "latency_cv": 0.01}
-    return FakeJob("a" * 16, metrics, label="tiny w8", **kw)  # type: ignore[arg-type]
+    rounds = {"latency_ms": [samples(latency * f) for f in (0.99, 1.01, 0.995, 1.005)]}
+    return FakeJob("a" * 16, metrics, label="tiny w8", rounds=rounds, **kw)  # type: ignore[arg-type]
 
 
 def job_b(miou: float, **kw: object) -> FakeJob:
@@ -75,7 +77,8 @@ def test_each_metric_gets_its_verdict(repo: tuple[Path, str, str], db: Database)
     assert "| tiny w8 | mIoU (%) | 70.00 | 65.00 | -5.00 pts |" in text
     assert "**2 regressed, 3 unchanged**" in text
     assert "Only in HEAD (not compared): new." in text
-    assert "timing: latency_ms ±5% and Mann-Whitney p < 0.05" in text
+    assert "timing: latency_ms ±5% with its whole 95% interval over the rounds" in text
+    assert "rounds 5+5; no history" in text
     changed = markdown(result, only_changed=True)
     assert "| tiny w8 | mIoU (%) |" in changed and "| tiny w8 | params (M) |" in changed
     assert "| tiny w8 | latency (ms) |" not in changed and "| tiny w4 |" not in changed

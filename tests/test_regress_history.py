@@ -39,7 +39,8 @@ def db(tmp_path: Path, history_repo: tuple[Path, list[str], str]) -> Database:
 
     def job(miou: float, latency: float, hardware: str = "hw-a") -> FakeJob:
         metrics = {"mIoU": miou, "latency_ms": samples(latency)}
-        return FakeJob(KEY, metrics, label="tiny", hardware=hardware)
+        rounds = {"latency_ms": [samples(latency * f) for f in (0.99, 1.01, 0.995, 1.005)]}
+        return FakeJob(KEY, metrics, label="tiny", hardware=hardware, rounds=rounds)
 
     # recorded out of order: filled in after the fact, newest commit first
     record_run(database, c3, [job(0.650, 15.0)])
@@ -95,10 +96,28 @@ def test_timings_have_one_line_per_machine_and_use_the_samples(
     assert by_hw["hw-a"].label == "tiny · CPU hw-a"
     (step,) = by_hw["hw-a"].steps()
     assert step.commit.sha == c3 and step.step is not None
-    assert (
-        step.step.verdict is Verdict.regressed and step.step.p_value is not None and step.step.p_value < 0.05
-    )
+    assert step.step.verdict is Verdict.regressed and "rounds 5+5" in step.step.note
     assert [p.commit.sha for p in by_hw["hw-b"].points] == [c2]
+
+
+def test_every_run_at_a_commit_is_kept_and_pooled_as_rounds(
+    history_repo: tuple[Path, list[str], str], db: Database, tmp_path: Path
+) -> None:
+    repo, (c1, c2, c3, c4), _ = history_repo
+    again = FakeJob(KEY, {"mIoU": 0.651, "latency_ms": samples(15.2)}, label="tiny", hardware="hw-a")
+    record_run(db, c4, [again])
+    found = load(db, repo, "latency")
+    line = next(line for line in found.lines if line.hardware == "hw-a")
+    last = line.points[-1]
+    assert last.commit.sha == c4 and [r.run_id for r in last.runs] == [8, 3]  # latest run first
+    assert last.rounds is not None and len(last.rounds) == 6  # 1 round of run 8 + 5 of run 3
+    assert last.runs[1].round_medians and len(last.runs[1].round_medians) == 5
+    assert last.step is not None and last.step.verdict is Verdict.unchanged
+    table = Console(width=200, record=True)
+    table.print(terminal_table(found))
+    assert "(2 runs, 6 rounds)" in table.export_text()
+    path = plot(found, tmp_path / "h.png")
+    assert Image.open(path).size[0] > 0
 
 
 def test_dirty_results_only_when_asked(history_repo: tuple[Path, list[str], str], db: Database) -> None:

@@ -45,7 +45,15 @@ def there(tmp_path: Path) -> Database:
     (source,) = record_run(
         db,
         C1,
-        [FakeJob("b" * 16, {"mIoU": 0.7, "latency_ms": samples(5.0)}, hardware="hw-b", evidence=evidence)],
+        [
+            FakeJob(
+                "b" * 16,
+                {"mIoU": 0.7, "latency_ms": samples(5.0)},
+                hardware="hw-b",
+                evidence=evidence,
+                rounds={"latency_ms": [samples(5.1), samples(4.9)]},
+            )
+        ],
     )
     record_run(db, C1, [FakeJob("b" * 16, status="cached", source_job_id=source)])
     record_run(
@@ -76,7 +84,9 @@ def test_merge_copies_remaps_and_is_idempotent(here: Database, there: Database) 
         assert s.scalars(select(Hardware.key)).all() == ["hw-a", "hw-b"]
         # the merged history answers questions: the cached job stands for its source
         snap = load_snapshot(s, Target(C1, commit=C1))
-        assert snap.latest("b" * 16).metrics["latency_ms"].samples == pytest.approx(tuple(samples(5.0)))
+        timed = snap.latest("b" * 16).metrics["latency_ms"]
+        assert timed.samples == pytest.approx(tuple(samples(5.0)))
+        assert timed.rounds is not None and len(timed.rounds) == 3  # the timing rounds travelled too
         merged = snap.latest("b" * 16).evidence  # the per-image evidence travelled with its job
         assert merged is not None and merged.images == 4 and merged.recompute("mIoU") == pytest.approx(0.7)
     before = counts(here)

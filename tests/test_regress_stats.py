@@ -1,8 +1,10 @@
-"""The statistics that decide verdicts: Mann-Whitney on known samples, thresholds, noisy vs regressed."""
+"""The statistics that decide verdicts: thresholds in users' units, accuracy and complexity decisions.
+
+Timings are decided on their rounds: tests/test_regress_rounds.py.
+"""
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import pytest
@@ -18,114 +20,9 @@ from segbench.regress.rules import (
 from segbench.regress.stats import (
     Threshold,
     Verdict,
-    mann_whitney_p,
-    min_p_value,
     relative_change,
     threshold_decision,
-    timing_decision,
 )
-from tests.test_regress_support import samples
-
-
-def exact_two_sided_p(a: list[float], b: list[float]) -> float:
-    """Mann-Whitney by brute force: every way to split the pooled values into groups of |a| and |b|."""
-    pooled = a + b
-    u_observed = sum(x > y for x in a for y in b)
-    mean = len(a) * len(b) / 2
-    extreme = total = 0
-    for chosen in itertools.combinations(range(len(pooled)), len(a)):
-        first = [pooled[i] for i in chosen]
-        second = [pooled[i] for i in range(len(pooled)) if i not in chosen]
-        u = sum(x > y for x in first for y in second)
-        total += 1
-        extreme += abs(u - mean) >= abs(u_observed - mean)
-    return extreme / total
-
-
-@pytest.mark.parametrize(
-    ("a", "b"),
-    [
-        ([1, 2, 3, 4, 5], [6, 7, 8, 9, 10]),  # fully separated: 2 / C(10, 5)
-        ([1, 3, 5, 7, 9], [2, 4, 6, 8, 10]),  # interleaved
-        ([1.0, 2.5, 3.1, 9.0], [2.0, 4.0, 5.5, 6.0, 7.0]),
-    ],
-)
-def test_mann_whitney_matches_exact_enumeration(a: list[float], b: list[float]) -> None:
-    assert mann_whitney_p(a, b) == pytest.approx(exact_two_sided_p(a, b))
-
-
-def test_mann_whitney_known_values_and_degenerate_samples() -> None:
-    assert mann_whitney_p([1, 2, 3, 4, 5], [6, 7, 8, 9, 10]) == pytest.approx(2 / 252)
-    assert mann_whitney_p([1, 3, 5, 7, 9], [2, 4, 6, 8, 10]) == pytest.approx(0.6904761904761905)
-    assert mann_whitney_p([4.0] * 5, [4.0] * 5) == 1.0  # nothing to rank
-    assert mann_whitney_p([], [1.0]) == 1.0
-
-
-def test_min_p_value_is_the_fully_separated_split() -> None:
-    assert min_p_value(3, 3) == pytest.approx(0.1)  # can never reach 0.05
-    assert min_p_value(4, 4) == pytest.approx(2 / 70)
-    assert min_p_value(3, 4) == pytest.approx(2 / 35)
-    assert min_p_value(1, 1) == 1.0
-    assert min_p_value(0, 5) == 1.0
-    assert min_p_value(3, 3) == pytest.approx(mann_whitney_p([1, 2, 3], [4, 5, 6]))
-
-
-FIVE_PERCENT = Threshold(0.05, relative=True)
-
-
-def test_slower_beyond_factor_and_significant_is_regressed() -> None:
-    base, head = samples(10.0), samples(12.0)
-    d = timing_decision(10.0, 12.0, base, head, FIVE_PERCENT, higher_is_better=False)
-    assert d.verdict is Verdict.regressed
-    assert d.p_value is not None and d.p_value < 1e-6
-
-
-def test_faster_is_improved_and_throughput_direction_is_respected() -> None:
-    base, head = samples(10.0), samples(8.0)
-    assert (
-        timing_decision(10.0, 8.0, base, head, FIVE_PERCENT, higher_is_better=False).verdict
-        is Verdict.improved
-    )
-    # throughput: higher is better, so the same sample shift downwards in images/s is a regression
-    assert (
-        timing_decision(100.0, 80.0, base, head, FIVE_PERCENT, higher_is_better=True).verdict
-        is Verdict.regressed
-    )
-
-
-def test_significant_but_within_factor_is_unchanged() -> None:
-    base, head = samples(10.0, spread=0.001), samples(10.3, spread=0.001)
-    assert mann_whitney_p(base, head) < 0.001  # real, but only 3 %
-    d = timing_decision(10.0, 10.3, base, head, FIVE_PERCENT, higher_is_better=False)
-    assert d.verdict is Verdict.unchanged
-
-
-def test_beyond_factor_but_not_significant_is_noisy_not_regressed() -> None:
-    base, head = [5.0, 10, 15, 20, 25, 30], [6.0, 11, 16, 21, 26, 31]
-    d = timing_decision(17.5, 18.5, base, head, FIVE_PERCENT, higher_is_better=False)
-    assert d.verdict is Verdict.noisy
-    assert d.p_value == pytest.approx(0.6991341991341992)
-    assert "not significant" in d.note
-
-
-def test_too_few_samples_are_insufficient_even_when_separated() -> None:
-    d = timing_decision(2.0, 5.0, [1.0, 2.0, 3.0], [4.0, 5.0, 6.0], FIVE_PERCENT, higher_is_better=False)
-    assert d.verdict is Verdict.noisy
-    assert "insufficient" in d.note and d.p_value is None
-    d = timing_decision(2.0, 5.0, None, [4.0, 5.0, 6.0], FIVE_PERCENT, higher_is_better=False)
-    assert d.verdict is Verdict.noisy and "no repeated samples" in d.note
-
-
-def test_alpha_decides_significance() -> None:
-    a, b = [1.0, 2, 3, 4, 5], [6.0, 7, 8, 9, 10]  # p = 0.0079
-    assert (
-        timing_decision(3, 8, a, b, FIVE_PERCENT, higher_is_better=False, alpha=0.01).verdict
-        is Verdict.regressed
-    )
-    assert (
-        timing_decision(3, 8, a, b, FIVE_PERCENT, higher_is_better=False, alpha=0.005).verdict
-        is Verdict.noisy
-    )
 
 
 def test_accuracy_threshold_in_points() -> None:

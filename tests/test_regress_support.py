@@ -20,7 +20,7 @@ import numpy as np
 
 from segbench.evidence import FORMAT, Evidence
 from segbench.store.db import Database
-from segbench.store.schema import Hardware, ImageEvidence, Job, Metric, Run
+from segbench.store.schema import Hardware, ImageEvidence, Job, Metric, Run, TimingRound
 
 SEGBENCH_SHA = "5" * 40
 _UNITS = {"latency_ms": "ms", "params": "count", "macs": "FLOP", "throughput_ips": "img/s"}
@@ -70,6 +70,8 @@ class FakeJob:
     evidence: np.ndarray | None = None
     #: which images the evidence is of: equal strings are the same images
     images: str = "val 0..N"
+    #: a timing's later rounds (1, 2, …: fresh processes), each its samples; round 0 is ``metrics``
+    rounds: Mapping[str, Sequence[Sequence[float]]] = field(default_factory=dict)
 
 
 def record_run(
@@ -146,6 +148,19 @@ def record_run(
                         samples=list(value) if timed else None,  # type: ignore[arg-type]
                     )
                 )
+            for name, later in fake.rounds.items():
+                for number, taken in enumerate(later, start=1):
+                    s.add(
+                        TimingRound(
+                            job_id=job.id,
+                            metric=name,
+                            round=number,
+                            value=statistics.median(taken),
+                            samples=list(taken),
+                            pid=1000 + number,
+                            measured_at=datetime(2024, 1, 1),
+                        )
+                    )
             if fake.evidence is not None:
                 evidence = Evidence("diagnostic", "val", fake.images, {"counts": fake.evidence})
                 n, _, c = fake.evidence.shape

@@ -12,7 +12,16 @@ is not counted as the step's cost.
 * CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``,
   minus ``memory_allocated`` before the step. Tensor memory only: the caching
   allocator's reserve and the CUDA context are not included.
-* CPU: growth of the process's resident set size. The kernel's high-water mark
+* CPU: the peak of the tensor bytes the step holds, from the PyTorch
+  profiler's memory accounting (``profile_memory``: every allocation and free
+  of the CPU allocator, in order; the peak of their running sum). It counts
+  tensors only, like CUDA's figure, so it is a property of the model and the
+  input: the same model gives the same bytes in every process (tested), which
+  is what a memory regression verdict needs.
+* CPU, secondary (``rss_peak_bytes``): growth of the process's resident set
+  size, which also counts the allocator's heap state, libraries' scratch and
+  anything else the process touches, and so moves between processes running
+  identical code. It is recorded for capacity planning, never judged. The kernel's high-water mark
   (``VmHWM``) is reset through ``/proc/self/clear_refs`` (Linux) and freed heap
   memory is first handed back with ``malloc_trim`` (glibc), so memory that an
   earlier run freed but kept cannot silently absorb this step's allocations.
@@ -60,6 +69,8 @@ class MemoryStats:
     method: str
     #: CUDA only: ``max_memory_allocated`` during the step, weights included
     peak_allocated_bytes: int | None = None
+    #: CPU only: growth of the resident set size during the step (secondary, not deterministic)
+    rss_peak_bytes: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -102,12 +113,14 @@ def measure_memory(
         )
         step()  # unmeasured: one-time initialisation, optimizer state
         resident = _tensor_bytes(net, batch, optimizer)
+        rss = None
         if dev.type == "cuda":
             peak, peak_allocated = _cuda_peak(step, dev)
             method = "cuda_max_memory_allocated"
         else:
-            peak, peak_allocated = _rss_peak(step), None
-            method = "rss_high_water_mark"
+            rss = _rss_peak(step)
+            peak, peak_allocated = _tensor_peak(step), None
+            method = "profiler_tensor_peak"
     return MemoryStats(
         peak_bytes=peak,
         resident_bytes=resident,
@@ -116,6 +129,7 @@ def measure_memory(
         input_shape=shape,
         method=method,
         peak_allocated_bytes=peak_allocated,
+        rss_peak_bytes=rss,
     )
 
 
@@ -170,6 +184,28 @@ def _cuda_peak(step: Callable[[], None], device: torch.device) -> tuple[int, int
     torch.cuda.synchronize(device)
     peak = torch.cuda.max_memory_allocated(device)
     return peak - before, peak
+
+
+def _tensor_peak(step: Callable[[], None]) -> int:
+    """The highest tensor bytes held above the start while ``step`` runs, by the profiler's allocation events.
+
+    Frees of tensors allocated before the step (negative sizes) lower the
+    running sum below zero; the peak is counted from the start, so it is the
+    step's own growth, as on CUDA.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    gc.collect()
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    events = sorted(
+        (e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"
+    )
+    held = peak = 0
+    for _, size in events:
+        held += size
+        peak = max(peak, held)
+    return peak
 
 
 def _rss_peak(step: Callable[[], None]) -> int:

@@ -5,7 +5,15 @@ checked out, and ``segbench run`` runs there as a subprocess with the worktree
 as its working directory, so the import-path models it imports are the ones
 at that revision (and, when the suite lives in segbench's own repository,
 segbench itself is). Results go to one database given as an absolute URL, and
-the worktree is removed afterwards whatever happened.
+the worktrees are removed afterwards whatever happened.
+
+Timings are then measured in rounds, interleaved between the revisions: after
+the full run at every revision (round 0), round 1 re-times the jobs of the
+first revision in a fresh process in its worktree, then the second's, …, then
+round 2 in the same order (A B A B …), as airspeed velocity's
+``--interleave-rounds`` (:mod:`segbench.regress.retime`). Load that comes and
+goes on a shared machine so falls on every revision alike, and the verdicts
+see how much a timing moves between processes (:mod:`segbench.regress.rounds`).
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from pathlib import Path
 
 from segbench.errors import UserError, did_you_mean
 from segbench.regress import gitrev
+from segbench.regress.retime import AT_ROUNDS, ROUNDS_BY_DRIVER, rounds_needed, run_round, sweep
 
 
 def split_revisions(text: str) -> list[str]:
@@ -49,13 +58,18 @@ def absolute_db_url(url: str) -> str:
     return parsed.set(database=str(Path(parsed.database).resolve())).render_as_string(hide_password=False)
 
 
-def run_at_revisions(suite: Path, revisions: list[str], extra_args: list[str], db_url: str) -> list[int]:
+def run_at_revisions(
+    suite: Path, revisions: list[str], extra_args: list[str], db_url: str, *, rounds: int = AT_ROUNDS
+) -> list[int]:
     """Run ``suite`` as it is at each revision of its repository; return the recorded run ids in order.
 
     Every revision is resolved before anything runs, so a typo costs nothing.
     A revision at which the suite file does not exist, or at which
     ``segbench run`` rejects its input, is a UserError; a run whose jobs fail
     is still recorded and its id returned (``segbench run`` reports the failures).
+    ``rounds`` is how many timing rounds a job gets when its suite does not say
+    (``measure.rounds``); a round that cannot run (an old segbench at that
+    revision) is a warning, and the verdicts then say the timing has too few rounds.
     """
     suite = suite.resolve()
     if not suite.is_file():
@@ -66,10 +80,40 @@ def run_at_revisions(suite: Path, revisions: list[str], extra_args: list[str], d
     relative = suite.relative_to(repo.resolve())
     url = absolute_db_url(db_url)
     commits = [(rev, _resolve(repo, rev)) for rev in revisions]
-    run_ids: list[int] = []
-    for revision, commit in commits:
-        run_ids.append(_run_at(repo, relative, revision, commit, extra_args, url))
-    return run_ids
+    scratch = Path(tempfile.mkdtemp(prefix="segbench-at-")).resolve()
+    trees: list[Path] = []
+    try:
+        run_ids: list[int] = []
+        for i, (revision, commit) in enumerate(commits):
+            trees.append(_checkout(repo, scratch / f"{i}-{commit[:12]}", revision, commit))
+            run_ids.append(_run_at(trees[-1], relative, revision, commit, extra_args, url))
+        _interleaved_rounds(url, run_ids, revisions, trees, rounds)
+        return run_ids
+    finally:
+        for tree in trees:
+            gitrev.git(repo, "worktree", "remove", "--force", str(tree))
+        shutil.rmtree(scratch, ignore_errors=True)
+        gitrev.git(repo, "worktree", "prune")
+
+
+def _interleaved_rounds(
+    url: str, run_ids: list[int], revisions: list[str], trees: list[Path], default: int
+) -> None:
+    """Rounds 1 … N-1: each revision's jobs re-timed in a fresh process, revisions alternating."""
+    total = rounds_needed(url, run_ids, default)
+    failed: set[int] = set()
+    for number in range(1, total):
+        with sweep():
+            for i, (run_id, tree) in enumerate(zip(run_ids, trees, strict=True)):
+                if i in failed:
+                    continue
+                sys.stderr.write(f"timing round {number + 1}/{total} at {revisions[i]} (run {run_id})\n")
+                problem = run_round(url, run_id, default, tree, _child_env())
+                if problem is not None:
+                    failed.add(i)
+                    sys.stderr.write(
+                        f"warning: --at {revisions[i]}: {problem}; its timings keep fewer rounds\n"
+                    )
 
 
 def _resolve(repo: Path, revision: str) -> str:
@@ -81,34 +125,30 @@ def _resolve(repo: Path, revision: str) -> str:
     return sha
 
 
-def _run_at(repo: Path, relative: Path, revision: str, commit: str, extra_args: list[str], url: str) -> int:
-    scratch = Path(tempfile.mkdtemp(prefix="segbench-at-")).resolve()
-    worktree = scratch / commit[:12]
+def _checkout(repo: Path, worktree: Path, revision: str, commit: str) -> Path:
     added = gitrev.git(repo, "worktree", "add", "--detach", str(worktree), commit)
     if added.returncode != 0:
-        shutil.rmtree(scratch, ignore_errors=True)
         raise UserError(f"--at {revision}: git worktree add failed: {added.stderr.strip()}")
-    try:
-        suite_there = worktree / relative
-        if not suite_there.is_file():
-            raise UserError(f"--at {revision}: the suite {relative} does not exist at {commit[:10]}")
-        command = [sys.executable, "-m", "segbench", "run", str(suite_there), "--db", url, *extra_args]
-        proc = subprocess.run(command, cwd=worktree, env=_child_env())
-        run_id = _recorded_run(url, worktree)
-        if run_id is None:
-            raise UserError(
-                f"--at {revision}: `segbench run` at {commit[:10]} exited with {proc.returncode} "
-                "without recording a run (its message is above)"
-            )
-        if proc.returncode == 130:
-            raise UserError(
-                f"--at {revision}: interrupted; the jobs it finished are recorded in run {run_id}"
-            )
-        return run_id
-    finally:
-        gitrev.git(repo, "worktree", "remove", "--force", str(worktree))
-        shutil.rmtree(scratch, ignore_errors=True)
-        gitrev.git(repo, "worktree", "prune")
+    return worktree
+
+
+def _run_at(
+    worktree: Path, relative: Path, revision: str, commit: str, extra_args: list[str], url: str
+) -> int:
+    suite_there = worktree / relative
+    if not suite_there.is_file():
+        raise UserError(f"--at {revision}: the suite {relative} does not exist at {commit[:10]}")
+    command = [sys.executable, "-m", "segbench", "run", str(suite_there), "--db", url, *extra_args]
+    proc = subprocess.run(command, cwd=worktree, env=_child_env())
+    run_id = _recorded_run(url, worktree)
+    if run_id is None:
+        raise UserError(
+            f"--at {revision}: `segbench run` at {commit[:10]} exited with {proc.returncode} "
+            "without recording a run (its message is above)"
+        )
+    if proc.returncode == 130:
+        raise UserError(f"--at {revision}: interrupted; the jobs it finished are recorded in run {run_id}")
+    return run_id
 
 
 def _child_env() -> dict[str, str]:
@@ -125,7 +165,12 @@ def _child_env() -> dict[str, str]:
     entries = [p for p in path.split(os.pathsep) if p]
     if here not in entries:
         entries.append(here)
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(entries), "PYTHONDONTWRITEBYTECODE": "1"}
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(entries),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        ROUNDS_BY_DRIVER: "1",
+    }
 
 
 def _recorded_run(url: str, worktree: Path) -> int | None:

@@ -35,7 +35,9 @@ RepoOption = Annotated[
 FactorOption = Annotated[
     float, typer.Option("--factor", help="timings and memory: relative change that counts (0.05 = 5%)")
 ]
-AlphaOption = Annotated[float, typer.Option("--alpha", help="timings: Mann-Whitney U significance level")]
+AlphaOption = Annotated[
+    float, typer.Option("--alpha", help="1 - confidence of the intervals that decide timings and accuracies")
+]
 ThresholdOption = Annotated[
     str | None,
     typer.Option(
@@ -263,6 +265,7 @@ def _compare(
     from segbench.errors import UserError
     from segbench.regress.compare import compare as compare_snapshots
     from segbench.regress.gitrev import repo_root, require_repo
+    from segbench.regress.noise import load_noise
     from segbench.regress.rules import resolve_metric
     from segbench.regress.snapshot import load_snapshot, resolve_target
     from segbench.store.db import open_db
@@ -274,6 +277,7 @@ def _compare(
             session, resolve_target(session, base, root), suite=suite, allow_dirty=allow_dirty, role="BASE"
         )
         head_snap = load_snapshot(session, resolve_target(session, head, root), suite=suite, role="HEAD")
+        noise = load_noise(session, base_snap, head_snap)
     available = base_snap.metric_names() | head_snap.metric_names()
     rules = rules.with_specs(specs, available, option) if specs else rules
     gating = [resolve_metric(s.name, available, option) for s in specs] if option == "--fail-on" else []
@@ -287,7 +291,7 @@ def _compare(
     if metric:
         wanted = [m.strip() for item in metric for m in item.split(",") if m.strip()]
         names = list(dict.fromkeys([*(resolve_metric(m, available) for m in wanted), *gating]))
-    comparison = compare_snapshots(base_snap, head_snap, rules, names)
+    comparison = compare_snapshots(base_snap, head_snap, rules, names, noise)
     if not set(base_snap.jobs) & set(head_snap.jobs):
         raise UserError(
             f"BASE {base_snap.describe()} and HEAD {head_snap.describe()} share no job (no job_key in common): "

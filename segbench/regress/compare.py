@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from segbench.bootstrap import CONFIDENCE, paired_delta
 from segbench.metrics import Kind, metric, order
+from segbench.regress.rounds import Noise
 from segbench.regress.rules import Rule, RuleBook
 from segbench.regress.snapshot import RecordedJob, Snapshot
 from segbench.regress.stats import Decision, Verdict
@@ -75,17 +76,26 @@ def default_metrics(base: Snapshot, head: Snapshot) -> list[str]:
 
 
 def compare(
-    base: Snapshot, head: Snapshot, rules: RuleBook, metrics: Sequence[str] | None = None
+    base: Snapshot,
+    head: Snapshot,
+    rules: RuleBook,
+    metrics: Sequence[str] | None = None,
+    noise: Mapping[tuple[str, str | None], Noise] | None = None,
 ) -> Comparison:
-    """Every metric (or ``metrics``) of every job present at both revisions."""
+    """Every metric (or ``metrics``) of every job present at both revisions.
+
+    ``noise`` is the history's between-run noise per (job_key, hardware)
+    (:func:`segbench.regress.noise.load_noise`), which timing verdicts respect.
+    """
     names = list(metrics) if metrics is not None else default_metrics(base, head)
     common = sorted(set(base.jobs) & set(head.jobs), key=lambda k: (head.latest(k).label, k))
     rows: list[Row] = []
+    noise = noise or {}
     for key in common:
         for name in names:
             rule = rules.rule(name)
             if rule.hardware_bound:
-                rows += _hardware_rows(base, head, key, rule, rules.alpha)
+                rows += _hardware_rows(base, head, key, rule, rules.alpha, noise)
             else:
                 row = _row(base.latest(key), head.latest(key), rule, rules.alpha)
                 if row is not None:
@@ -95,9 +105,16 @@ def compare(
     return Comparison(base, head, rules, tuple(rows), only_base, only_head)
 
 
-def _hardware_rows(base: Snapshot, head: Snapshot, key: str, rule: Rule, alpha: float) -> list[Row]:
+def _hardware_rows(
+    base: Snapshot,
+    head: Snapshot,
+    key: str,
+    rule: Rule,
+    alpha: float,
+    noise: Mapping[tuple[str, str | None], Noise],
+) -> list[Row]:
     pairs = [(b, head.on(key, b.hardware)) for b in base.jobs[key]]
-    rows = [_row(b, h, rule, alpha) for b, h in pairs if h is not None]
+    rows = [_row(b, h, rule, alpha, noise.get((key, b.hardware))) for b, h in pairs if h is not None]
     if any(h is not None for _, h in pairs):
         return [r for r in rows if r is not None]
     b, h = base.latest(key), head.latest(key)
@@ -113,7 +130,7 @@ def _hardware_rows(base: Snapshot, head: Snapshot, key: str, rule: Rule, alpha: 
     ]
 
 
-def _row(b: RecordedJob, h: RecordedJob, rule: Rule, alpha: float) -> Row | None:
+def _row(b: RecordedJob, h: RecordedJob, rule: Rule, alpha: float, noise: Noise | None = None) -> Row | None:
     bm, hm = b.metrics.get(rule.metric), h.metrics.get(rule.metric)
     bv = bm.value if bm is not None else None
     hv = hm.value if hm is not None else None
@@ -126,6 +143,16 @@ def _row(b: RecordedJob, h: RecordedJob, rule: Rule, alpha: float) -> Row | None
         return Row(b.job_key, h.label, rule.metric, rule, bv, hv, decision, *hardware)
     samples_of = rule.samples_from or rule.metric
     bs, hs = b.metrics.get(samples_of), h.metrics.get(samples_of)
+    if rule.kind is Kind.timing:
+        found = rule.decide_timing(
+            bv,
+            hv,
+            bs.rounds if bs is not None else None,
+            hs.rounds if hs is not None else None,
+            alpha=alpha,
+            noise=noise,
+        )
+        return Row(b.job_key, h.label, rule.metric, rule, found.base, found.head, found.decision, *hardware)
     paired = paired_test(b, h, rule) if rule.paired and rule.threshold.exceeded(bv, hv) else None
     decision = rule.decide(
         bv,
@@ -202,6 +229,13 @@ def markdown(comparison: Comparison, *, only_changed: bool = False) -> str:
     lines.append(f"**{summary_line(comparison)}**")
     lines.append("")
     notes = [f"Thresholds — {rules_line(comparison)}." if comparison.rows else ""]
+    # what the table hides (unchanged) still says how it was decided, where a test decided it
+    shown = {id(r) for r in rows}
+    notes += [
+        f"{r.label} · {r.metric} unchanged ({r.change}): {r.decision.note}"
+        for r in comparison.rows
+        if id(r) not in shown and r.decision.note
+    ]
     if len(hardware) == 1:
         ((key, name),) = hardware.items()
         notes.append(f"Timings and memory compared on {name} [{key}].")

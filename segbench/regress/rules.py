@@ -9,18 +9,24 @@ A metric is one of four kinds (each metric's kind and direction are in
   both sides recorded per-image evidence on the same images (every metric of
   :mod:`segbench.evidence`: mIoU, pixel / mean accuracy, F1, f.w. IoU, trimap,
   foreground), the move must also be significant under a paired bootstrap over
-  the images, as timings under Mann-Whitney U; else it is *noisy*.
+  the images; else it is *noisy*.
 * ``complexity`` (params, FLOPs): exact properties of the code; any
   difference counts, and fewer is better.
 * ``timing`` (latency, throughput, train/eval speed): compared only on the
-  same hardware; a change must exceed a factor (5 %) *and* be significant
-  under Mann-Whitney U on the recorded samples. Throughput is images over the
-  median latency, so the latency samples decide its significance. The p90 is
-  a tail statistic that one slow iteration moves and a rank test on the
-  location cannot confirm, so it is never more than *noisy*; as are the
+  same hardware, on their *rounds* (each round a fresh process, interleaved
+  between the revisions): a change must exceed a factor (5 %) with its whole
+  interval over the rounds, widened to the between-run noise of earlier runs
+  where the history has it (:mod:`segbench.regress.rounds`,
+  :mod:`segbench.regress.noise`); with fewer than three rounds a side and no
+  history it is never more than *noisy*. Throughput is images over the median
+  latency, so the latency rounds decide it. The p90 is a tail statistic that
+  one slow iteration moves, so it is never more than *noisy*; as are the
   single-shot stage timings (train and eval speed), which have no samples.
-* ``memory`` (peak bytes): compared only on the same hardware; the factor alone
-  decides, since a peak is one deterministic number, not a noisy sample.
+* ``memory`` (peak tensor bytes; :mod:`segbench.measure.memory`): compared only
+  on the same hardware; the factor alone decides, since a peak of tensor
+  memory is one deterministic number, not a noisy sample. The CPU process's
+  RSS growth (``peak_rss_bytes``) moves with allocator state, so it is
+  recorded but never judged.
 
 Thresholds are written the way a user thinks of them (``mIoU:-0.5`` is half an
 mIoU point, ``latency:+5%`` is five per cent) and converted here to the raw
@@ -38,14 +44,15 @@ from segbench.errors import UserError, did_you_mean
 from segbench.evidence import source_array
 from segbench.metrics import ALIASES, METRICS, Kind, canonical
 from segbench.metrics import metric as metric_of
+from segbench.regress.rounds import Noise, RoundVerdict, decide_rounds, min_rounds
 from segbench.regress.stats import (
     DEFAULT_ALPHA,
     Decision,
     Threshold,
+    Verdict,
     paired_decision,
     relative_change,
     threshold_decision,
-    timing_decision,
 )
 
 DEFAULT_FACTOR = 0.05
@@ -80,23 +87,50 @@ class Rule:
         alpha: float = DEFAULT_ALPHA,
         paired: tuple[float | None, str] | None = None,
     ) -> Decision:
-        """The verdict; ``paired`` is an accuracy's paired bootstrap ``(p or None, note)`` where one applies."""
+        """The verdict; ``paired`` is an accuracy's paired bootstrap ``(p or None, note)`` where one applies.
+
+        A timing's samples count as one round here (never enough to decide);
+        :meth:`decide_timing` takes its rounds.
+        """
         if self.kind is Kind.accuracy and paired is not None:
             p, note = paired
             return paired_decision(
                 base, head, p, self.threshold, higher_is_better=self.higher_is_better, alpha=alpha, note=note
             )
         if self.kind is Kind.timing:
-            return timing_decision(
-                base,
-                head,
-                base_samples,
-                head_samples,
-                self.threshold,
-                higher_is_better=self.higher_is_better,
-                alpha=alpha,
-            )
+            rounds = ([base_samples], [head_samples]) if base_samples and head_samples else (None, None)
+            return self.decide_timing(base, head, *rounds, alpha=alpha).decision
         return threshold_decision(base, head, self.threshold, higher_is_better=self.higher_is_better)
+
+    def decide_timing(
+        self,
+        base: float,
+        head: float,
+        base_rounds: Sequence[Sequence[float]] | None,
+        head_rounds: Sequence[Sequence[float]] | None,
+        *,
+        alpha: float = DEFAULT_ALPHA,
+        noise: Noise | None = None,
+    ) -> RoundVerdict:
+        """A timing's verdict and levels from its rounds (the rounds of ``samples_from``) and the history's noise."""
+        inverse = self.samples_from is not None and self.samples_from != self.metric
+        found = decide_rounds(
+            base_rounds,
+            head_rounds,
+            self.threshold,
+            higher_is_better=self.higher_is_better,
+            inverse=inverse,
+            base_value=base,
+            alpha=alpha,
+            noise=noise,
+        )
+        if found is not None:
+            return found
+        if not self.threshold.exceeded(base, head):
+            return RoundVerdict(Decision(Verdict.unchanged), base, head)
+        return RoundVerdict(
+            Decision(Verdict.noisy, note="no repeated samples that could confirm the change"), base, head
+        )
 
     def format_value(self, value: float | None) -> str:
         return "–" if value is None else metric_of(self.metric).show(value)
@@ -118,7 +152,10 @@ class Rule:
             unit = " pts" if _is_percent(self.metric) else ""
             text = f"±{self.threshold.amount * col.scale:g}{unit}"
         if self.kind is Kind.timing:
-            text += f" and Mann-Whitney p < {alpha:g}"
+            text += (
+                f" with its whole {1 - alpha:.0%} interval over the rounds (fresh processes, "
+                f"≥ {min_rounds(alpha)} a side) beyond it, widened to history's between-run noise"
+            )
         if self.paired:
             text += f" and paired bootstrap p < {alpha:g} where both sides have per-image evidence"
         return text

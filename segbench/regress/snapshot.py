@@ -26,7 +26,7 @@ from segbench.errors import UserError, did_you_mean
 from segbench.evidence import Evidence
 from segbench.regress import gitrev
 from segbench.store import reads
-from segbench.store.reads import JobRecord, RunRecord
+from segbench.store.reads import JobRecord, MetricRecord, RunRecord
 
 _HEX = re.compile(r"^[0-9a-f]{7,40}$")
 
@@ -79,6 +79,8 @@ class Measurement:
 
     value: float | None
     samples: tuple[float, ...] | None = None
+    #: timings: the samples of every round, round 0 (``samples``) first (:mod:`segbench.regress.retime`)
+    rounds: tuple[tuple[float, ...], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -227,6 +229,7 @@ def collect_jobs(
         chosen.setdefault((job.job_key, hardware), (job, source))
     source_ids = [source.id for _, source in chosen.values()]
     recorded = reads.metrics(session, source_ids)
+    later = reads.timing_rounds(session, source_ids)
     evidence = reads.evidence(session, {i: i for i in source_ids})
     out: dict[str, list[RecordedJob]] = {}
     for (key, hardware), (job, source) in chosen.items():  # insertion order: latest first
@@ -245,13 +248,20 @@ def collect_jobs(
                 commit=ref.commit,
                 dirty=ref.dirty,
                 metrics={
-                    name: Measurement(m.value, _numeric(m.samples))
+                    name: _measurement(m, later.get((source.id, name), ()))
                     for name, m in recorded.get(source.id, {}).items()
                 },
                 evidence=evidence.get(source.id),
             )
         )
     return {key: tuple(versions) for key, versions in out.items()}
+
+
+def _measurement(m: MetricRecord, later: Sequence[Sequence[object]]) -> Measurement:
+    """A metric with its samples and, for a timing, every round's samples (round 0 first)."""
+    samples = _numeric(m.samples)
+    rounds = (samples or (), *(_numeric(r) or () for r in later)) if samples is not None else None
+    return Measurement(m.value, samples, rounds)
 
 
 def _numeric(samples: Sequence[object] | None) -> tuple[float, ...] | None:

@@ -150,7 +150,7 @@ def _latency(
     timing = {key: m[key] for key in _TIMING_SETTINGS}
     with ctx.exclusive(), at_output_stride(model, spec.eval.get("output_stride")):
         stats = measure_latency(model, shape, device=ctx.device, num_classes=num_classes, **timing)
-        info = stats.to_dict()
+        info = stats.to_dict() | {"round": 0}
         samples = info.pop("samples_ms")
         result.add("latency_ms", stats.median_ms, "ms", "latency", samples=samples, extra=info)
         result.add("latency_p90_ms", stats.p90_ms, "ms", "latency")
@@ -174,6 +174,8 @@ def _latency(
         if m["memory"]:
             mem = measure_memory(model, shape, device=ctx.device, num_classes=num_classes)
             result.add("peak_memory_bytes", mem.peak_bytes, "B", "latency", extra=mem.to_dict())
+            if mem.rss_peak_bytes is not None:  # CPU: the process's RSS growth, secondary, never judged
+                result.add("peak_rss_bytes", mem.rss_peak_bytes, "B", "latency")
             # A training step at batch 1 is undefined for BatchNorm after global pooling
             # (ASPP image pooling, PSPNet's bin 1): measure it at batch 2 at least.
             train_shape = (max(2, shape[0]), *shape[1:])
@@ -187,6 +189,26 @@ def _latency(
                 "latency",
                 extra={**train_mem.to_dict(), "batch_size": train_shape[0]},
             )
+            if train_mem.rss_peak_bytes is not None:
+                result.add("train_peak_rss_bytes", train_mem.rss_peak_bytes, "B", "latency")
+
+
+def time_again(spec: JobSpec, device: str) -> Any:
+    """One more timing round of ``spec``'s latency (:mod:`segbench.regress.retime`): built afresh, measured as its job was.
+
+    The model is built with the job's seed in the calling process (a fresh one
+    per round), so what the round sees of allocator, caches and thread
+    placement is its own; the caller holds the device.
+    """
+    from segbench.engine.reproducibility import seed_everything
+    from segbench.measure import measure_latency
+    from segbench.models import at_output_stride
+
+    seed_everything(spec.seed)
+    model, num_classes = _build(spec)
+    timing = {key: spec.measure[key] for key in _TIMING_SETTINGS}
+    with at_output_stride(model, spec.eval.get("output_stride")):
+        return measure_latency(model, _input_shape(spec), device=device, num_classes=num_classes, **timing)
 
 
 def _train(

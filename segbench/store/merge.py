@@ -21,7 +21,17 @@ from sqlalchemy.orm import Session
 
 from segbench.errors import UserError
 from segbench.store.db import Database
-from segbench.store.schema import Artifact, Base, Hardware, ImageEvidence, Job, Metric, Run, Series
+from segbench.store.schema import (
+    Artifact,
+    Base,
+    Hardware,
+    ImageEvidence,
+    Job,
+    Metric,
+    Run,
+    Series,
+    TimingRound,
+)
 
 _Row = TypeVar("_Row", bound=Base)
 
@@ -104,6 +114,8 @@ def merge_databases(target: Database, source: Database) -> MergeSummary:
                 dst.add_all(_copy(a, Artifact, job_id=new_job.id) for a in job.artifacts)
                 if job.evidence is not None:
                     dst.add(_copy(job.evidence, ImageEvidence, job_id=new_job.id))
+                rounds = src.scalars(select(TimingRound).where(TimingRound.job_id == job.id))
+                dst.add_all(_copy(r, TimingRound, job_id=new_job.id) for r in rounds)
                 summary.metrics_added += len(job.metrics)
         for new_job, old_source in links:
             # A source in a run still in progress over there stays unlinked: the job then counts as

@@ -28,7 +28,17 @@ from segbench.errors import UserError, did_you_mean
 from segbench.evidence import Evidence
 from segbench.jobs import EvidenceValue
 from segbench.store.liveness import gone_reason
-from segbench.store.schema import Artifact, Base, Hardware, ImageEvidence, Job, Metric, Run, Series
+from segbench.store.schema import (
+    Artifact,
+    Base,
+    Hardware,
+    ImageEvidence,
+    Job,
+    Metric,
+    Run,
+    Series,
+    TimingRound,
+)
 
 #: SQLite allows a few hundred bound parameters per statement on old builds.
 _CHUNK = 400
@@ -257,6 +267,15 @@ def metrics(session: Session, job_ids: Iterable[int]) -> dict[int, dict[str, Met
     for m in session.scalars(query):
         samples = tuple(m.samples) if m.samples is not None else None
         out.setdefault(m.job_id, {})[m.name] = _record(MetricRecord, m, samples=samples)
+    return out
+
+
+def timing_rounds(session: Session, job_ids: Iterable[int]) -> dict[tuple[int, str], list[tuple[Any, ...]]]:
+    """(job id, metric) → the samples of its timing rounds 1, 2, … in order (round 0 is the metric's own)."""
+    query = select(TimingRound).where(TimingRound.job_id.in_(list(job_ids))).order_by(TimingRound.round)
+    out: dict[tuple[int, str], list[tuple[Any, ...]]] = {}
+    for r in session.scalars(query):
+        out.setdefault((r.job_id, r.metric), []).append(tuple(r.samples or ()))
     return out
 
 

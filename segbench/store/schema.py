@@ -154,6 +154,32 @@ class Metric(Base):
     job: Mapped[Job] = relationship(back_populates="metrics")
 
 
+class TimingRound(Base):
+    """One more round of a job's timing, measured in a fresh process after the job was recorded.
+
+    Round 0 is the job's own measurement (``Metric.samples``); rounds 1, 2, …
+    re-time the same recorded job in new worker processes, interleaved with the
+    other revisions of a ``run --at`` (:mod:`segbench.regress.retime`), so the
+    decisions can see how much a timing moves *between* processes, not only
+    within one (:mod:`segbench.regress.rounds`). A (job, metric, round) is
+    unique: rounds are added, never rewritten.
+    """
+
+    __tablename__ = "timing_rounds"
+    __table_args__ = (UniqueConstraint("job_id", "metric", "round"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    metric: Mapped[str] = mapped_column(String(100))
+    round: Mapped[int] = mapped_column(Integer)
+    #: the round's median, in the metric's unit
+    value: Mapped[float] = mapped_column(Float)
+    samples: Mapped[list[Any]] = mapped_column(JSON)
+    #: the worker process that measured it (rounds of one job come from different processes)
+    pid: Mapped[int] = mapped_column(Integer)
+    measured_at: Mapped[datetime]
+
+
 class Series(Base):
     """A curve over training iterations (loss, learning rate), for plots."""
 

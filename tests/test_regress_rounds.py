@@ -1,0 +1,126 @@
+"""Timing verdicts on rounds: the exact rank interval, the rule, history's noise floor, throughput's sign."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import statistics
+
+import pytest
+
+from segbench.regress.rounds import Noise, critical_rank, decide_rounds, min_rounds, rank_interval
+from segbench.regress.rules import default_rule
+from segbench.regress.stats import Threshold, Verdict
+from tests.test_regress_support import samples
+
+FIVE = Threshold(0.05, relative=True)
+
+
+def brute_force_lower_tail(n: int, m: int, below: int) -> float:
+    """P(U < below) under no difference, by enumerating every split of n + m distinct values."""
+    hits = total = 0
+    for chosen in itertools.combinations(range(n + m), n):
+        u = sum(h > b for b in chosen for h in range(n + m) if h not in chosen)
+        hits += u < below
+        total += 1
+    return hits / total
+
+
+@pytest.mark.parametrize(("n", "m"), [(3, 3), (4, 4), (5, 5), (4, 6), (6, 6)])
+def test_critical_rank_is_the_exact_mann_whitney_tail(n: int, m: int) -> None:
+    k = critical_rank(n, m, 0.05)
+    assert brute_force_lower_tail(n, m, k) <= 0.025 < brute_force_lower_tail(n, m, k + 1)
+
+
+def test_three_rounds_a_side_can_never_decide_at_five_percent() -> None:
+    assert critical_rank(3, 3, 0.05) == 0 and min_rounds(0.05) == 4 and min_rounds(0.01) == 5
+    assert rank_interval([0.0, 0.1, 0.2], [5.0, 5.1, 5.2], 0.05) is None
+
+
+def test_rank_interval_is_hodges_lehmann_between_order_statistics() -> None:
+    shift, low, high = rank_interval([0, 1, 2, 3, 4], [10, 11, 12, 13, 14], 0.05)  # type: ignore[misc]
+    diffs = sorted(h - b for h in range(10, 15) for b in range(5))
+    assert (shift, low, high) == (10, diffs[2], diffs[-3])
+
+
+def rounds(*medians: float, cv: float = 0.01) -> list[list[float]]:
+    """One round per median: tight samples (CV ~1 %) around it, as one process measures."""
+    return [samples(m, n=15, spread=cv) for m in medians]
+
+
+def test_the_issues_aa_pair_is_not_a_regression() -> None:
+    # Each round is tight (CV ~1 %), but rounds of identical code differ by ±20 % between processes.
+    base = rounds(20.0, 24.5, 19.6, 23.9, 21.0)
+    head = rounds(24.3, 25.1, 24.8, 19.9, 25.9)  # +18 % at the median: beyond 5 %, not shown to be
+    found = decide_rounds(base, head, FIVE, higher_is_better=False)
+    assert found is not None and found.decision.verdict is Verdict.noisy
+    assert "rounds 5+5" in found.decision.note and "interval" in found.decision.note
+
+
+def test_a_2x_slowdown_beyond_the_round_noise_is_regressed_and_throughput_too() -> None:
+    base = rounds(20.0, 24.5, 19.6, 23.9, 21.0)
+    head = rounds(41.0, 47.9, 40.3, 50.2, 44.0)
+    latency = decide_rounds(base, head, FIVE, higher_is_better=False)
+    assert latency is not None and latency.decision.verdict is Verdict.regressed
+    assert latency.base == pytest.approx(21.0, rel=0.01)  # the median round at BASE
+    assert latency.head / latency.base == pytest.approx(2.0, rel=0.15)
+    throughput = default_rule("throughput_ips").decide_timing(1000 / 20.0, 0.0, base, head)
+    assert throughput.decision.verdict is Verdict.regressed
+    assert throughput.base == pytest.approx(1000 / 21.0, rel=0.01)
+    assert throughput.head < throughput.base
+    faster = decide_rounds(head, base, FIVE, higher_is_better=False)
+    assert faster is not None and faster.decision.verdict is Verdict.improved
+
+
+def test_separated_but_too_few_rounds_is_noisy_never_regressed() -> None:
+    found = decide_rounds(rounds(20, 20.1, 20.2), rounds(40, 40.1, 40.2), FIVE, higher_is_better=False)
+    assert found is not None and found.decision.verdict is Verdict.noisy
+    assert "too few rounds" in found.decision.note
+    # one process's samples, however many and however tight, are one round
+    one = decide_rounds([samples(20.0, n=200)], [samples(24.0, n=200)], FIVE, higher_is_better=False)
+    assert one is not None and one.decision.verdict is Verdict.noisy
+    rule = default_rule("latency_ms")
+    assert rule.decide(20.0, 24.0, samples(20.0), samples(24.0)).verdict is Verdict.noisy
+
+
+def test_within_the_threshold_is_unchanged_whatever_the_interval() -> None:
+    found = decide_rounds(
+        rounds(20, 20, 20, 20), rounds(20.6, 20.6, 20.6, 20.6), FIVE, higher_is_better=False
+    )
+    assert found is not None and found.decision.verdict is Verdict.unchanged
+
+
+def test_history_widens_the_interval_and_can_decide_alone() -> None:
+    base = rounds(20.0, 20.2, 19.9, 20.1, 20.0)
+    head = rounds(23.0, 23.2, 22.9, 23.1, 23.0)  # +15 %, tight rounds
+    alone = decide_rounds(base, head, FIVE, higher_is_better=False)
+    assert alone is not None and alone.decision.verdict is Verdict.regressed
+    wide = Noise(sd=0.10, runs=6, where="at BASE")  # runs of this job have spread by 10 %
+    widened = decide_rounds(base, head, FIVE, higher_is_better=False, noise=wide)
+    assert widened is not None and widened.decision.verdict is Verdict.noisy
+    assert "history 6 runs at BASE" in widened.decision.note
+    # one round a side, but a tight history of the job on this machine: a 2x step is beyond it
+    tight = Noise(sd=0.02, runs=8, where="before HEAD (lookback)")
+    once = decide_rounds(rounds(20.0), rounds(40.0), FIVE, higher_is_better=False, noise=tight)
+    assert once is not None and once.decision.verdict is Verdict.regressed
+    assert math.isclose(once.head / once.base, 2.0, rel_tol=0.02)
+
+
+def test_the_noise_floor_holds_for_throughput_as_for_latency() -> None:
+    base = rounds(20.0, 20.2, 19.9, 20.1, 20.0)
+    head = rounds(60.0, 61.0, 59.0, 60.5, 60.2)  # 3x slower: throughput a third
+    floor = Noise(sd=0.3, runs=5, where="at BASE")  # 2 sd = a factor 1.82 either way
+    latency = default_rule("latency_ms").decide_timing(20.0, 60.0, base, head, noise=floor)
+    throughput = default_rule("throughput_ips").decide_timing(50.0, 16.7, base, head, noise=floor)
+    assert latency.decision.verdict is throughput.decision.verdict is Verdict.regressed
+    beyond = Noise(sd=0.6, runs=5, where="at BASE")  # a factor 3.3: a 3x move is within the noise
+    assert default_rule("throughput_ips").decide_timing(
+        50.0, 16.7, base, head, noise=beyond
+    ).decision.verdict is (Verdict.noisy)
+
+
+def test_history_noise_is_robust_to_one_disrupted_run() -> None:
+    from segbench.regress.noise import robust_sd
+
+    levels = [math.log(v) for v in (1.50, 1.57, 1.46, 5.0)]  # identical code, one run under a burst of load
+    assert robust_sd(levels) < 0.1 < statistics.stdev(levels)
