@@ -193,5 +193,10 @@ class JobResult:
     traceback: str | None = None
     failed_stage: str | None = None
 
-    def add(self, name: str, value: float | None, unit: str, stage: str, **kw: Any) -> None:
-        self.metrics.append(MetricValue(name, None if value is None else float(value), unit, stage, **kw))
+    def add(self, name: str, value: float | None, stage: str, **kw: Any) -> None:
+        """Record metric ``name`` in the unit the metric table stores it in (one home for units)."""
+        from segbench.metrics import unit
+
+        self.metrics.append(
+            MetricValue(name, None if value is None else float(value), unit(name), stage, **kw)
+        )

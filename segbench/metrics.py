@@ -6,8 +6,8 @@ papers print it (mIoU in %, GFLOPs, params in M) under its header, and
 ``segbench compare`` decides it by its kind and direction. Pivots, plots and
 regressions all read this table, so a metric means the same thing everywhere.
 
-Adding a metric: compute it in the pipeline (``result.add(name, value,
-unit(name), stage)``) and give it one :class:`Metric` line below. A name this
+Adding a metric: compute it in the pipeline (``result.add(name, value, stage)``,
+which stores it in this table's unit) and give it one :class:`Metric` line below. A name this
 table does not know is never dropped: it is shown raw (scale 1, four digits,
 its own name as header) and compared as an ``accuracy`` where higher is
 better (:func:`metric`, the stated default).

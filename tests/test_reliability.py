@@ -405,7 +405,7 @@ def test_a_journaled_result_round_trips(tmp_path: Path) -> None:
     res = JobResult(
         job_key="k", ok=True, hardware={"cpu": "x"}, hardware_key="h", stage_seconds={"eval": 1.5}
     )
-    res.add("latency_ms", 3.5, "ms", "latency", samples=[3.0, 4.0], extra={"cv": 0.1})
+    res.add("latency_ms", 3.5, "latency", samples=[3.0, 4.0], extra={"cv": 0.1})
     res.artifacts.append(ArtifactValue("a.png", "image/png", bytes(range(256))))
     assert decode(json.loads(json.dumps(encode(res)))) == res
 

@@ -71,7 +71,7 @@ def start(db: Database, suite_path: Path) -> tuple[Recorder, list[JobSpec]]:
 
 def result(spec: JobSpec, *, ok: bool = True, miou: float = 0.5, **kw) -> JobResult:  # type: ignore[no-untyped-def]
     res = JobResult(job_key=spec.job_key, ok=ok, device="cpu", stage_seconds={"eval": 0.25}, **kw)
-    res.add("mIoU", miou, "fraction", "eval")
+    res.add("mIoU", miou, "eval")
     return res
 
 
@@ -373,7 +373,7 @@ def test_recording_a_job_twice_keeps_the_first_result_and_a_metric_twice_is_refu
     recorder.record(first.job_id, result(first.spec, ok=False, miou=0.75, error="again"))
     # one result naming a metric twice is refused as a whole: one transaction per job
     doubled = result(second.spec, miou=0.5, series=[SeriesValue("loss", [1], [1.0])])
-    doubled.add("mIoU", 0.6, "fraction", "eval")
+    doubled.add("mIoU", 0.6, "eval")
     with pytest.raises(IntegrityError):
         recorder.record(second.job_id, doubled)
     # the ORM path refuses a duplicate as well

@@ -49,7 +49,7 @@ def test_postgres_records_and_refuses_to_overwrite(pg_url: str, tmp_path: Path) 
         recorder, specs = start(db, write_suite(tmp_path))
         first, _ = recorder.plan(specs)
         res = result(first.spec, miou=0.25)
-        res.add("latency_ms", 3.5, "ms", "latency", samples=[3.0, 3.5, 4.0], extra={"cv": 0.1, "noisy": True})
+        res.add("latency_ms", 3.5, "latency", samples=[3.0, 3.5, 4.0], extra={"cv": 0.1, "noisy": True})
         recorder.record(first.job_id, res)
         recorder.record(first.job_id, result(first.spec, miou=0.75))  # a second result: the first stands
         recorder.finish("done")

@@ -15,7 +15,6 @@ from typing import Any
 
 from segbench.config import EvalSettings, TrainSettings
 from segbench.jobs import ArtifactValue, EvidenceValue, JobResult, JobSpec, SeriesValue
-from segbench.metrics import unit
 from segbench.runner.backend import JobContext
 
 #: Callback the backend passes in: (stage, detail) for the live progress line.
@@ -96,13 +95,12 @@ def _complexity(
     result.add(
         "params",
         params.total if include_aux else params.total_without_aux,
-        "count",
         "complexity",
         extra={"by_module": params.by_module, "include_aux": include_aux},
     )
-    result.add("params_total", params.total, "count", "complexity")
-    result.add("params_trainable", params.trainable, "count", "complexity")
-    result.add("params_aux", params.aux, "count", "complexity")
+    result.add("params_total", params.total, "complexity")
+    result.add("params_trainable", params.trainable, "complexity")
+    result.add("params_aux", params.aux, "complexity")
     shape = _input_shape(spec, batch=1)
     ev = spec.eval
     with at_output_stride(model, ev.get("output_stride")):
@@ -114,11 +112,10 @@ def _complexity(
             "by_module": flops.by_module,
             "include_aux": include_aux,
         }
-        result.add("macs", flops.macs, "FLOP", "complexity", extra=extra)
+        result.add("macs", flops.macs, "complexity", extra=extra)
         result.add(
             "flops_total",
             flops.fvcore_total,
-            "FLOP",
             "complexity",
             extra={"by_operator": flops.by_operator, "input_shape": list(shape)},
         )
@@ -129,7 +126,6 @@ def _complexity(
             result.add(
                 "macs_inference",
                 total,
-                "FLOP",
                 "complexity",
                 extra={"scales": ev["scales"], "flip": ev["flip"], "input_shape": list(shape)},
             )
@@ -152,10 +148,10 @@ def _latency(
         stats = measure_latency(model, shape, device=ctx.device, num_classes=num_classes, **timing)
         info = stats.to_dict() | {"round": 0}
         samples = info.pop("samples_ms")
-        result.add("latency_ms", stats.median_ms, "ms", "latency", samples=samples, extra=info)
-        result.add("latency_p90_ms", stats.p90_ms, "ms", "latency")
-        result.add("latency_cv", stats.cv, "ratio", "latency")
-        result.add("throughput_ips", stats.throughput_ips, "img/s", "latency")
+        result.add("latency_ms", stats.median_ms, "latency", samples=samples, extra=info)
+        result.add("latency_p90_ms", stats.p90_ms, "latency")
+        result.add("latency_cv", stats.cv, "latency")
+        result.add("throughput_ips", stats.throughput_ips, "latency")
         if m["throughput_batch"]:
             tp = measure_latency(
                 model,
@@ -167,15 +163,14 @@ def _latency(
             result.add(
                 "throughput_batch_ips",
                 tp.throughput_ips,
-                "img/s",
                 "latency",
                 extra={"batch_size": m["throughput_batch"]},
             )
         if m["memory"]:
             mem = measure_memory(model, shape, device=ctx.device, num_classes=num_classes)
-            result.add("peak_memory_bytes", mem.peak_bytes, "B", "latency", extra=mem.to_dict())
+            result.add("peak_memory_bytes", mem.peak_bytes, "latency", extra=mem.to_dict())
             if mem.rss_peak_bytes is not None:  # CPU: the process's RSS growth, secondary, never judged
-                result.add("peak_rss_bytes", mem.rss_peak_bytes, "B", "latency")
+                result.add("peak_rss_bytes", mem.rss_peak_bytes, "latency")
             # A training step at batch 1 is undefined for BatchNorm after global pooling
             # (ASPP image pooling, PSPNet's bin 1): measure it at batch 2 at least.
             train_shape = (max(2, shape[0]), *shape[1:])
@@ -185,12 +180,11 @@ def _latency(
             result.add(
                 "train_peak_memory_bytes",
                 train_mem.peak_bytes,
-                "B",
                 "latency",
                 extra={**train_mem.to_dict(), "batch_size": train_shape[0]},
             )
             if train_mem.rss_peak_bytes is not None:
-                result.add("train_peak_rss_bytes", train_mem.rss_peak_bytes, "B", "latency")
+                result.add("train_peak_rss_bytes", train_mem.rss_peak_bytes, "latency")
 
 
 def time_again(spec: JobSpec, device: str) -> Any:
@@ -249,10 +243,10 @@ def _train(
             should_stop=ctx.stop.is_set,
             checkpoint_seconds=ctx.checkpoint_seconds,
         )
-    result.add("train_loss_final", out.final_loss, "loss", "train")
-    result.add("train_seconds", out.seconds, "s", "train", extra={"resumed_from": out.resumed_from})
-    result.add("train_images_per_s", out.images_per_s, "img/s", "train")
-    result.add("train_iterations", out.iterations, "count", "train")
+    result.add("train_loss_final", out.final_loss, "train")
+    result.add("train_seconds", out.seconds, "train", extra={"resumed_from": out.resumed_from})
+    result.add("train_images_per_s", out.images_per_s, "train")
+    result.add("train_iterations", out.iterations, "train")
     for name, curve in (("loss", out.loss_curve), ("lr", out.lr_curve)):
         if curve:
             result.series.append(SeriesValue(name, [int(s) for s, _ in curve], [float(v) for _, v in curve]))
@@ -276,19 +270,18 @@ def _eval(
             ignore_index=getattr(dataset, "ignore_index", 255),
         )
     for name, value in out.metrics.items():
-        result.add(name, value, unit(name), "eval")
+        result.add(name, value, "eval")
     names = list(getattr(dataset, "class_names", []) or [])
     result.add(
         "per_class_iou",
         None,
-        "fraction",
         "eval",
         samples=[None if v != v else float(v) for v in out.per_class_iou],
         extra={"classes": names},
     )
     for width, value in sorted(out.trimap.items()):
-        result.add(f"trimap_miou@{width}", value, "fraction", "eval", extra={"band_px": width})
-    result.add("eval_images_per_s", out.images_per_s, "img/s", "eval")
+        result.add(f"trimap_miou@{width}", value, "eval", extra={"band_px": width})
+    result.add("eval_images_per_s", out.images_per_s, "eval")
     palette, ignore_index = getattr(dataset, "palette", None), getattr(dataset, "ignore_index", 255)
     for i, sample in enumerate(getattr(out, "samples", None) or []):
         png = sample_png(*sample, palette, ignore_index)
