@@ -33,6 +33,17 @@ KNOWN: dict[str, MetricColumn] = {
         MetricColumn("mean_acc", "mean acc (%)", _PCT),
         MetricColumn("fwIoU", "f.w. IoU (%)", _PCT),
         MetricColumn("mean_f1", "F1 (%)", _PCT),
+        MetricColumn(
+            "context_miou",
+            "context mIoU (%)",
+            _PCT,
+            note="context mIoU: car/boat mIoU over the vehicle pixels, which only the scene decides "
+            "(docs/diagnostic.md)",
+        ),
+        MetricColumn("small_iou", "small-object IoU (%)", _PCT, note="small-object IoU: the lamps' IoU"),
+        MetricColumn(
+            "thin_iou", "thin IoU (%)", _PCT, note="thin IoU: the poles' IoU (2-4 px wide at 128 px)"
+        ),
         MetricColumn("fg_iou", "fg IoU (%)", _PCT),
         MetricColumn("fg_f1", "fg F1 (%)", _PCT),
         MetricColumn("fg_precision", "fg precision (%)", _PCT),
