@@ -44,6 +44,8 @@ IGNORE_INDEX = 255
 SCENE_CLASSES = (ROAD, WATER)
 CONTEXT_CLASSES = (CAR, BOAT)
 
+_TILES = 6  # ground tiles per side
+
 # Placeholders in the material → class table, resolved per scene: a vehicle is a car
 # on a road and a boat on water; its shadow is road or water.
 _VEHICLE, _SCENE = -1, -2
@@ -87,6 +89,7 @@ class SceneGeometry:
     rows: np.ndarray  # float32 [S, 1]
     cols: np.ndarray  # float32 [1, S]
     band: int  # ignore band width in px
+    tile: np.ndarray  # int [S]: the ground tile of each row / column
     label_tables: tuple[np.ndarray, np.ndarray]  # material → class: [0] on a road, [1] on water
 
 
@@ -104,6 +107,7 @@ def scene_geometry(size: int) -> SceneGeometry:
         rows=axis[:, None],
         cols=axis[None, :],
         band=max(1, round(size / 128)),
+        tile=np.arange(size) * _TILES // size,
         label_tables=(tables[0], tables[1]),
     )
 
@@ -157,9 +161,9 @@ def render_scene(
     geo = scene_geometry(size)
     draw = _Draws(rng)
     material = np.empty((size, size), dtype=np.uint8)
-    horizontal, shores = _paint_ground(material, geo, draw)
+    _paint_ground(material, geo, draw)
     things = np.zeros((size, size), dtype=bool)
-    vehicles = [_place_vehicle(size, draw, horizontal, shores) for _ in range(draw.integer(1, 3))]
+    vehicles = [_place_vehicle(size, draw) for _ in range(draw.integer(1, 3))]
     for vehicle in vehicles:  # every shadow first: one must never cover another vehicle
         _paint_shadow(material, vehicle)
     for vehicle in vehicles:
@@ -188,26 +192,20 @@ def render_scene(
     return image, labels
 
 
-def _paint_ground(material: np.ndarray, geo: SceneGeometry, draw: _Draws) -> tuple[bool, list[int]]:
-    """The scene's ground, crossed edge to edge by a straight band of the other (canal or quay).
+def _paint_ground(material: np.ndarray, geo: SceneGeometry, draw: _Draws) -> None:
+    """A 6 × 6 mosaic of asphalt and water tiles: the scene's ground holds 20-23 of the 36.
 
-    The band is 28-42 % of the image wide, so the scene keeps 58-72 % of the
-    ground, at a random offset, horizontal or vertical. Returns whether it is
-    horizontal and its shorelines (rows or columns inside the image), where the
-    vehicles are parked.
+    Which tiles are which is a random permutation, so any part of the image is a
+    small random sample of the tiles; only the count over the whole image says
+    which ground is the majority.
     """
-    size = geo.size
     scene, other = (M_WATER, M_ASPHALT) if draw.integer(0, 2) else (M_ASPHALT, M_WATER)
-    material.fill(scene)
-    width = int(size * draw.uniform(0.28, 0.42))
-    start = draw.integer(0, size - width + 1)
-    horizontal = draw.integer(0, 2) == 1
-    if horizontal:
-        material[start : start + width, :] = other
-    else:
-        material[:, start : start + width] = other
-    shores = [line for line in (start, start + width) if 0 < line < size]
-    return horizontal, shores
+    majority = draw.integer(20, 24)
+    keys = [draw.uniform() for _ in range(_TILES * _TILES)]
+    grid = np.full(_TILES * _TILES, other, dtype=np.uint8)
+    grid[sorted(range(_TILES * _TILES), key=keys.__getitem__)[:majority]] = scene
+    grid = grid.reshape(_TILES, _TILES)
+    material[:] = grid[geo.tile][:, geo.tile]
 
 
 def _waves(geo: SceneGeometry, draw: _Draws) -> np.ndarray:
@@ -219,25 +217,12 @@ def _waves(geo: SceneGeometry, draw: _Draws) -> np.ndarray:
     return (np.float32(0.09) * swell * ripple)[None]
 
 
-def _place_vehicle(
-    size: int, draw: _Draws, horizontal: bool, shores: list[int]
-) -> tuple[int, int, int, int, int]:
-    """``(top, left, height, width, shadow)`` of one vehicle on a shoreline, fully inside the image.
-
-    Straddling the shore (its centre within a sixth of its size of the line), a
-    vehicle has both grounds next to it in both scenes: what lies near it says
-    nothing about car or boat, until the view reaches the band's far shore or the
-    image's edge.
-    """
+def _place_vehicle(size: int, draw: _Draws) -> tuple[int, int, int, int, int]:
+    """``(top, left, height, width, shadow)`` of one vehicle, fully inside the image."""
     width = int(size * draw.uniform(0.18, 0.26))
     height = int(width * draw.uniform(0.75, 0.95))
     shadow = int(size * draw.uniform(0.06, 0.09))
-    shore = shores[draw.integer(0, len(shores))] + draw.uniform(-1 / 6, 1 / 6) * min(width, height)
-    across, along = (height, width) if horizontal else (width, height)
-    start = min(max(0, int(shore - across / 2)), size - across)
-    other = draw.integer(0, size - along + 1)
-    top, left = (start, other) if horizontal else (other, start)
-    return top, left, height, width, shadow
+    return draw.integer(0, size - height + 1), draw.integer(0, size - width + 1), height, width, shadow
 
 
 def _paint_shadow(material: np.ndarray, vehicle: tuple[int, int, int, int, int]) -> None:
