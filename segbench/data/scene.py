@@ -4,20 +4,19 @@ One call of :func:`render_scene` paints one synthetic street-or-harbour picture
 and its label map. Each element is a *positive control* for one of the papers'
 factors (``docs/diagnostic.md`` derives the sizes from receptive-field arithmetic):
 
-* **global context** — the ground is asphalt and water: one of them covers most
-  of the image (the *scene*), the other lies in a straight band across it (a
-  canal through a street, a quay along a harbour). The vehicles are the same
-  patch, labelled ``car`` when the scene is a road and ``boat`` when it is water,
-  each in a neutral grey shadow (labelled as the scene) that looks the same on
-  both. Next to a vehicle either texture may lie, and a straight edge does not
-  tell which side is the band: only the *areas*, measured over the whole image,
-  decide the class. A global pooling (PPM, ASPP image pooling, CGNet's F_glo)
-  measures them; a network without one has to guess from what its effective
-  receptive field sees.
-* **boundaries** — trees with jagged, irregular outlines and two- to four-pixel
-  poles: bilinear upsampling from a coarse map smears them, a decoder keeps them.
-* **small objects** — lamps 1/32 to 1/12 of the image wide vanish in a stride-32
-  feature map and survive at stride 8.
+* **global context** — the ground is a 6 × 6 mosaic of asphalt and water tiles
+  in random order; one ground (the *scene*) holds 20-23 of the 36. The vehicles
+  are the same patch, labelled ``car`` when the scene is a road and ``boat`` when
+  it is water, each in a neutral grey shadow (labelled as the scene) that looks
+  the same on both. Any part of the image is a small random sample of the tiles,
+  so only the count over the whole image decides car or boat: a global pooling
+  (PPM, ASPP image pooling, CGNet's F_glo) measures it, a network without one
+  estimates it from what its effective receptive field sees.
+* **boundaries** — trees with jagged, irregular outlines and poles 1/32 to 1/12
+  of the image wide: bilinear upsampling from a coarse map smears them, a
+  decoder keeps them.
+* **small objects** — lamps 1/24 to 1/6 of the image wide (a few pixels to one
+  stride-16 cell): they vanish in a stride-32 feature map and survive at stride 8.
 * **ignore band** — background pixels within ``band`` px of any object are 255,
   as VOC marks its object outlines (objects themselves are never ignored).
 
