@@ -42,7 +42,7 @@ KNOWN: dict[str, MetricColumn] = {
         ),
         MetricColumn("small_iou", "small-object IoU (%)", _PCT, note="small-object IoU: the lamps' IoU"),
         MetricColumn(
-            "thin_iou", "thin IoU (%)", _PCT, note="thin IoU: the poles' IoU (2-4 px wide at 128 px)"
+            "thin_iou", "thin IoU (%)", _PCT, note="thin IoU: the poles' IoU (1/32-1/12 of the image wide)"
         ),
         MetricColumn("fg_iou", "fg IoU (%)", _PCT),
         MetricColumn("fg_f1", "fg F1 (%)", _PCT),
