@@ -15,6 +15,8 @@ Arrays (int32, images first):
 * ``band@W`` ``[N, 3, C]``: the same inside the trimap band of width W px.
 * ``fg`` ``[N, 4]``: tn, fp, fn, tp of the foreground at the evaluation's threshold
   (binary tasks).
+* ``control@M`` ``[N, 3, C]``: a positive control's counts (:class:`Control`, metric
+  ``M``): the ``counts`` inside the control's region, zero for the classes outside it.
 
 The formulas live here once (:func:`confusion_scores`): the recorded metrics and
 every recomputation from evidence call the same code on the same integers, so a
@@ -41,6 +43,35 @@ _BAND = re.compile(r"^trimap_miou@(\d+)$")
 CONFUSION_METRICS = ("mIoU", "pixel_acc", "mean_acc", "fwIoU", "mean_f1")
 #: metrics recomputed from the foreground counts
 FOREGROUND_METRICS = ("fg_precision", "fg_recall", "fg_f1", "fg_iou")
+#: the positive controls' metrics (``docs/diagnostic.md``), each from its ``control@M`` array
+CONTROL_METRICS = ("context_miou", "small_iou", "thin_iou")
+
+
+@dataclass(frozen=True)
+class Control:
+    """A positive control a dataset declares: one factor's effect, measured where it decides.
+
+    Its metric is the mean IoU of ``classes`` counted over the pixels whose ground
+    truth is in ``region`` (None: every labelled pixel). The context control of the
+    diagnostic set is car and boat over the vehicle pixels: it asks only "car or
+    boat?", which the scene alone answers; a small-object control is the lamp's IoU
+    over the whole image, false positives included.
+    """
+
+    metric: str
+    classes: tuple[int, ...]
+    region: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.metric not in CONTROL_METRICS:
+            raise ValueError(f"control metric {self.metric!r} is not one of {', '.join(CONTROL_METRICS)}")
+        if not self.classes:
+            raise ValueError(f"control {self.metric} names no classes")
+
+    @property
+    def array(self) -> str:
+        """The evidence array of its per-image counts."""
+        return f"control@{self.metric}"
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -103,6 +134,8 @@ def source_array(metric: str) -> str | None:
         return "counts"
     if metric in FOREGROUND_METRICS:
         return "fg"
+    if metric in CONTROL_METRICS:
+        return f"control@{metric}"
     match = _BAND.match(metric)
     return f"band@{match.group(1)}" if match else None
 
@@ -115,7 +148,8 @@ def score(metric: str, summed: np.ndarray) -> np.ndarray:
     if array == "fg":
         return foreground_scores(summed)[metric]
     tp, gt, pred = summed[..., 0, :], summed[..., 1, :], summed[..., 2, :]
-    return confusion_scores(tp, gt, pred)["mIoU" if array.startswith("band@") else metric]
+    region_miou = array.startswith(("band@", "control@"))
+    return confusion_scores(tp, gt, pred)["mIoU" if region_miou else metric]
 
 
 def image_ids_sha(identity: Mapping[str, Any], ids: Sequence[str]) -> str:

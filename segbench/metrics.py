@@ -108,6 +108,23 @@ METRICS: dict[str, Metric] = {
         Metric("fg_f1", _ACC, "fg F1 (%)", _PCT),
         Metric("fg_precision", _ACC, "fg precision (%)", _PCT),
         Metric("fg_recall", _ACC, "fg recall (%)", _PCT),
+        # the diagnostic dataset's positive controls (docs/diagnostic.md)
+        Metric(
+            "context_miou",
+            _ACC,
+            "context mIoU (%)",
+            _PCT,
+            note="context mIoU: car/boat mIoU over the vehicle pixels, which only the scene decides "
+            "(docs/diagnostic.md)",
+        ),
+        Metric("small_iou", _ACC, "small-object IoU (%)", _PCT, note="small-object IoU: the lamps' IoU"),
+        Metric(
+            "thin_iou",
+            _ACC,
+            "thin IoU (%)",
+            _PCT,
+            note="thin IoU: the poles' IoU (1/32-1/12 of the image wide)",
+        ),
         Metric("val_loss", "loss", "val loss", digits=3, higher_is_better=False),
         _count("params", "count", "params (M)", 1e-6),
         _count("params_total", "count", "params incl. aux (M)", 1e-6),

@@ -75,17 +75,16 @@ def test_options_are_validated() -> None:
 
 
 def test_the_scene_decides_car_or_boat() -> None:
-    """Each scene is road or water; vehicles are cars on a road and boats on water, never both."""
+    """Each scene is road or water (whichever covers more ground); its vehicles are all cars or all boats."""
     dataset = small("train", size=64, train_length=40)
     seen = set()
     for index in range(40):
         labels = dataset.scene(index)[1]
         present = set(np.unique(labels).tolist())
-        assert len(present & {ROAD, WATER}) == 1
-        if ROAD in present:
-            assert BOAT not in present
-        else:
-            assert CAR not in present
+        assert {ROAD, WATER} <= present  # the band of the other ground crosses every scene
+        assert len(present & {CAR, BOAT}) == 1
+        on_water = (labels == WATER).sum() > (labels == ROAD).sum()
+        assert (BOAT in present) == on_water
         seen |= present
     assert {ROAD, WATER, CAR, BOAT, TREE, POLE, LAMP, 255} <= seen
 
@@ -119,7 +118,8 @@ def test_objects_have_an_ignore_band_and_lamps_are_small() -> None:
         grown[:, :-1] |= objects[:, 1:]
         assert grown[ignored].all()
     lamp_pixels = [(dataset.scene(i)[1] == LAMP).sum() for i in range(10)]
-    assert 0 < np.mean(lamp_pixels) < 8 * 6 * 6  # a handful of lamps of a few pixels each
+    # Three to six lamps per scene, each at most 1/6 of the image wide (21 px here).
+    assert 3 * 5 * 5 <= np.mean(lamp_pixels) < 6 * 22 * 22
 
 
 def test_augmentation_follows_torch_seed() -> None:

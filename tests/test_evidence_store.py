@@ -68,14 +68,18 @@ def test_stored_evidence_round_trips_and_recomputes_the_recorded_metrics(recorde
             "select images, classes, arrays, length(data) from evidence where job_id = ?", (job_id,)
         ).fetchall()
     assert (images, classes) == (8, 7)  # the diagnostic dataset's classes
-    assert arrays == '["band@1", "band@3", "counts"]'
-    assert size < 8 * 3 * 7 * 4 * 3  # compressed int32 arrays, not a row per number
+    controls = '"control@context_miou", "control@small_iou", "control@thin_iou"'
+    assert arrays == f'["band@1", "band@3", {controls}, "counts"]'
+    assert size < 8 * 3 * 7 * 4 * 6  # six compressed int32 arrays, not a row per number
     db = open_db(f"sqlite:///{path}", create=False)
     try:
         data = load_report_data(db)
         evidence = data.evidence[job_id]
         job = data.jobs.set_index("job_id").loc[job_id]
-        for metric in ("mIoU", "pixel_acc", "mean_acc", "fwIoU", "mean_f1", "trimap_miou@1", "trimap_miou@3"):
+        for metric in (
+            *("mIoU", "pixel_acc", "mean_acc", "fwIoU", "mean_f1", "trimap_miou@1", "trimap_miou@3"),
+            *("context_miou", "small_iou", "thin_iou"),
+        ):
             assert evidence.recompute(metric) == job[metric], metric
         assert evidence.per_image("mIoU").shape == (8, 3, 7)
         assert np.all(evidence.per_image("trimap_miou@1")[:, 1] <= evidence.per_image("mIoU")[:, 1])
@@ -92,4 +96,5 @@ def test_show_prints_the_evidence_summary(recorded: tuple[Path, int]) -> None:
     shown = segbench("show", str(job_id), "--db", f"sqlite:///{path}", cwd=path.parent, check=True)
     text = " ".join(shown.stdout.split())  # rich folds long lines
     assert "8 images × 7 classes, 1 seed (seed 0)" in text, shown.stdout
-    assert "arrays band@1, band@3, counts" in text
+    controls = "control@context_miou, control@small_iou, control@thin_iou"
+    assert f"arrays band@1, band@3, {controls}, counts" in text

@@ -321,10 +321,13 @@ def test_quickstart_suite_end_to_end_at_tiny_size(tmp_path: Path) -> None:
     ran = segbench("run", "quickstart.yaml", "--devices", "cpu", cwd=tmp_path, check=True)
     assert "2 ran, 0 reused, 0 failed" in ran.stdout
     report = segbench("report", "--format", "markdown", cwd=tmp_path, check=True).stdout
-    header = "| pyramid pooling | mIoU (%) | pixel acc (%) | F1 (%) | val loss | params (M) | GFLOPs | latency (ms) |"
+    header = (
+        "| pyramid pooling | mIoU (%) | context mIoU (%) | small-object IoU (%) | thin IoU (%) | pixel acc (%) "
+        "| params (M) | GFLOPs | latency (ms) | Δ context mIoU (%) | Δ mIoU (%) |"
+    )
     assert header in report
     rows = [line for line in report.splitlines() if line.startswith("| ✓ ") or line.startswith("|   ")]
     assert len(rows) == 2 and rows[1].endswith("| baseline |")
     # the PPM adds 4 levels of 1×1 conv (512 → 128) and widens the head's 3×3 conv: more params
-    params = [float(row.split("|")[6].strip(" *")) for row in rows]
+    params = [float(row.split("|")[7].strip(" *")) for row in rows]
     assert params[0] > params[1]

@@ -14,9 +14,10 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from segbench.data.classes import DIAGNOSTIC_CLASSES, DIAGNOSTIC_PALETTE
-from segbench.data.scene import IGNORE_INDEX, noise_bank, render_scene
+from segbench.data.scene import CONTEXT_CLASSES, IGNORE_INDEX, LAMP, POLE, noise_bank, render_scene
 from segbench.data.transforms import TrainAugment, evaluation_sample, train_sample
 from segbench.errors import UserError
+from segbench.evidence import Control
 
 _SPLIT_STREAM = {"train": 0, "val": 1}
 
@@ -28,6 +29,12 @@ class DiagnosticDataset(Dataset[tuple[Tensor, Tensor]]):
     class_names = DIAGNOSTIC_CLASSES
     palette = DIAGNOSTIC_PALETTE
     ignore_index = IGNORE_INDEX
+    #: the positive controls (docs/diagnostic.md): each factor's effect, measured where it decides
+    controls = (
+        Control("context_miou", CONTEXT_CLASSES, region=CONTEXT_CLASSES),  # car or boat? only the scene says
+        Control("small_iou", (LAMP,)),  # objects 1/32 to 1/12 of the image wide
+        Control("thin_iou", (POLE,)),  # structures 2-4 px across
+    )
 
     def __init__(
         self,

@@ -1,19 +1,24 @@
 """The diagnostic scene generator: numpy only, deterministic in its random generator.
 
 One call of :func:`render_scene` paints one synthetic street-or-harbour picture
-and its label map. Each element answers one of the papers' questions:
+and its label map. Each element is a *positive control* for one of the papers'
+factors (``docs/diagnostic.md`` derives the sizes from receptive-field arithmetic):
 
-* **global context** — every scene is either a *road* or *water*; the vehicles
-  on it are the same patch, labelled ``car`` on a road and ``boat`` on water.
-  Each sits in a neutral grey shadow (labelled as the scene) that looks the same
-  on both, so the asphalt or the waves are at least a fifth of the image away
-  from a vehicle's centre: a network that cannot see that far (no PPM, ASPP
-  image pooling or CGNet's F_glo) has to guess.
-* **boundaries** — trees with jagged, irregular outlines and one- to three-pixel
-  poles: bilinear upsampling from a coarse map smears them, a decoder keeps them.
-* **output stride** — lamps a few pixels wide vanish in a stride-32 feature map.
+* **global context** — the ground is a 6 × 6 mosaic of asphalt and water tiles
+  in random order; one ground (the *scene*) holds 20-23 of the 36. The vehicles
+  are the same patch, labelled ``car`` when the scene is a road and ``boat`` when
+  it is water, each in a neutral grey shadow (labelled as the scene) that looks
+  the same on both. Any part of the image is a small random sample of the tiles,
+  so only the count over the whole image decides car or boat: a global pooling
+  (PPM, ASPP image pooling, CGNet's F_glo) measures it, a network without one
+  estimates it from what its effective receptive field sees.
+* **boundaries** — trees with jagged, irregular outlines and poles 1/32 to 1/12
+  of the image wide: bilinear upsampling from a coarse map smears them, a
+  decoder keeps them.
+* **small objects** — lamps 1/24 to 1/6 of the image wide (a few pixels to one
+  stride-16 cell): they vanish in a stride-32 feature map and survive at stride 8.
 * **ignore band** — background pixels within ``band`` px of any object are 255,
-  as VOC marks its object outlines.
+  as VOC marks its object outlines (objects themselves are never ignored).
 
 Why a *material* map: objects are painted once as materials (asphalt, hull,
 window, foliage, ...), and the image (materials → colours) and the labels
@@ -38,6 +43,8 @@ IGNORE_INDEX = 255
 SCENE_CLASSES = (ROAD, WATER)
 CONTEXT_CLASSES = (CAR, BOAT)
 
+_TILES = 6  # ground tiles per side
+
 # Placeholders in the material → class table, resolved per scene: a vehicle is a car
 # on a road and a boat on water; its shadow is road or water.
 _VEHICLE, _SCENE = -1, -2
@@ -45,7 +52,6 @@ _VEHICLE, _SCENE = -1, -2
 # Materials: what a pixel is made of, its colour (RGB in [0, 1]) and its class.
 _MATERIALS: tuple[tuple[str, tuple[float, float, float], int], ...] = (
     ("asphalt", (0.42, 0.42, 0.44), ROAD),
-    ("lane marking", (0.86, 0.86, 0.80), ROAD),
     ("water", (0.12, 0.32, 0.62), WATER),
     ("hull", (0.72, 0.16, 0.12), _VEHICLE),  # the same for cars and boats
     ("window", (0.78, 0.88, 0.93), _VEHICLE),
@@ -58,7 +64,6 @@ _MATERIALS: tuple[tuple[str, tuple[float, float, float], int], ...] = (
 )
 (
     M_ASPHALT,
-    M_LANE,
     M_WATER,
     M_HULL,
     M_WINDOW,
@@ -83,6 +88,7 @@ class SceneGeometry:
     rows: np.ndarray  # float32 [S, 1]
     cols: np.ndarray  # float32 [1, S]
     band: int  # ignore band width in px
+    tile: np.ndarray  # int [S]: the ground tile of each row / column
     label_tables: tuple[np.ndarray, np.ndarray]  # material → class: [0] on a road, [1] on water
 
 
@@ -100,6 +106,7 @@ def scene_geometry(size: int) -> SceneGeometry:
         rows=axis[:, None],
         cols=axis[None, :],
         band=max(1, round(size / 128)),
+        tile=np.arange(size) * _TILES // size,
         label_tables=(tables[0], tables[1]),
     )
 
@@ -152,33 +159,31 @@ def render_scene(
     """
     geo = scene_geometry(size)
     draw = _Draws(rng)
-    on_water = draw.integer(0, 2) == 1
     material = np.empty((size, size), dtype=np.uint8)
-    if on_water:
-        material.fill(M_WATER)
-    else:
-        _paint_road(material, geo, draw)
+    _paint_ground(material, geo, draw)
     things = np.zeros((size, size), dtype=bool)
     vehicles = [_place_vehicle(size, draw) for _ in range(draw.integer(1, 3))]
     for vehicle in vehicles:  # every shadow first: one must never cover another vehicle
         _paint_shadow(material, vehicle)
     for vehicle in vehicles:
         _paint_vehicle(material, things, vehicle)
-    for _ in range(draw.integer(0, 3)):
+    for _ in range(draw.integer(1, 3)):
         _paint_tree(material, things, geo, draw)
     for _ in range(draw.integer(2, 4)):
         _paint_pole(material, things, geo, draw)
-    for _ in range(draw.integer(3, 8)):
+    for _ in range(draw.integer(3, 7)):
         _paint_lamp(material, things, size, draw)
 
+    # The scene is what covers more of the *visible* ground, so occluders never flip it silently.
+    water = material == M_WATER
+    on_water = int(np.count_nonzero(water) > np.count_nonzero(material == M_ASPHALT))
     labels = np.take(geo.label_tables[on_water], material)
     labels[_outer_rim(things, geo.band)] = IGNORE_INDEX
 
     # A per-image colour cast, applied to the (tiny) colour table rather than to the pixels.
     tint = np.array([[1.0 + draw.uniform(-0.12, 0.12)] for _ in range(3)], dtype=np.float32)
     image = np.take(_CHANNEL_RGB * tint, material, axis=1)  # [3, S, S], contiguous
-    if on_water:
-        image += _waves(geo, draw) * (material == M_WATER)
+    image += _waves(geo, draw) * water
     if bank is not None:
         oy, ox = draw.integer(0, size), draw.integer(0, size)
         image += bank[:, oy : oy + size, ox : ox + size]
@@ -186,19 +191,20 @@ def render_scene(
     return image, labels
 
 
-def _paint_road(material: np.ndarray, geo: SceneGeometry, draw: _Draws) -> None:
-    """Asphalt with a dashed lane marking, vertical or horizontal."""
-    size = geo.size
-    material.fill(M_ASPHALT)
-    width = max(1, size // 48)
-    centre = draw.integer(size // 5, size - size // 5)
-    period = max(8, size // 4)
-    phase = draw.integer(0, period)
-    dashes = ((np.arange(size) + phase) % period) < period // 2
-    if draw.integer(0, 2):
-        material[centre : centre + width, dashes] = M_LANE
-    else:
-        material[dashes, centre : centre + width] = M_LANE
+def _paint_ground(material: np.ndarray, geo: SceneGeometry, draw: _Draws) -> None:
+    """A 6 × 6 mosaic of asphalt and water tiles: the scene's ground holds 20-23 of the 36.
+
+    Which tiles are which is a random permutation, so any part of the image is a
+    small random sample of the tiles; only the count over the whole image says
+    which ground is the majority.
+    """
+    scene, other = (M_WATER, M_ASPHALT) if draw.integer(0, 2) else (M_ASPHALT, M_WATER)
+    majority = draw.integer(20, 24)
+    keys = [draw.uniform() for _ in range(_TILES * _TILES)]
+    grid = np.full(_TILES * _TILES, other, dtype=np.uint8)
+    grid[sorted(range(_TILES * _TILES), key=keys.__getitem__)[:majority]] = scene
+    grid = grid.reshape(_TILES, _TILES)
+    material[:] = grid[geo.tile][:, geo.tile]
 
 
 def _waves(geo: SceneGeometry, draw: _Draws) -> np.ndarray:
@@ -212,9 +218,9 @@ def _waves(geo: SceneGeometry, draw: _Draws) -> np.ndarray:
 
 def _place_vehicle(size: int, draw: _Draws) -> tuple[int, int, int, int, int]:
     """``(top, left, height, width, shadow)`` of one vehicle, fully inside the image."""
-    width = int(size * draw.uniform(0.28, 0.38))
+    width = int(size * draw.uniform(0.18, 0.26))
     height = int(width * draw.uniform(0.75, 0.95))
-    shadow = int(size * draw.uniform(0.10, 0.14))
+    shadow = int(size * draw.uniform(0.06, 0.09))
     return draw.integer(0, size - height + 1), draw.integer(0, size - width + 1), height, width, shadow
 
 
@@ -266,10 +272,10 @@ def _paint_tree(material: np.ndarray, things: np.ndarray, geo: SceneGeometry, dr
 
 
 def _paint_pole(material: np.ndarray, things: np.ndarray, geo: SceneGeometry, draw: _Draws) -> None:
-    """A thin straight segment, 1-2 px wide at 128 px, at any angle."""
+    """A thin straight segment, 1/32 to 1/12 of the image wide (3-8 px at 96 px), at any angle."""
     size = geo.size
-    half_width = max(0.5, size / 128) * draw.uniform(0.75, 1.5)
-    length = size * draw.uniform(0.3, 0.7)
+    half_width = size * draw.uniform(1 / 64, 1 / 24)
+    length = size * draw.uniform(0.4, 0.8)
     theta = draw.uniform(0, np.pi)
     uy, ux = np.float32(np.sin(theta)), np.float32(np.cos(theta))
     cy, cx = draw.uniform(0, size), draw.uniform(0, size)
@@ -286,8 +292,8 @@ def _paint_pole(material: np.ndarray, things: np.ndarray, geo: SceneGeometry, dr
 
 
 def _paint_lamp(material: np.ndarray, things: np.ndarray, size: int, draw: _Draws) -> None:
-    """A bright square only a few pixels wide (3-5 px at 128 px)."""
-    side = max(2, round(size * draw.uniform(1 / 32, 1 / 21)))
+    """A bright square 1/24 to 1/6 of the image wide (4-16 px at 96 px): a few pixels to one stride-16 cell."""
+    side = max(3, round(size * draw.uniform(1 / 24, 1 / 6)))
     top, left = draw.integer(0, size - side + 1), draw.integer(0, size - side + 1)
     material[top : top + side, left : left + side] = M_LAMP
     things[top : top + side, left : left + side] = True

@@ -34,11 +34,13 @@ from segbench.engine.metrics import (
     ConfusionMatrix,
     ForegroundMetrics,
     boundary_band,
+    control_counts,
     label_map,
     per_image_counts,
     per_image_foreground,
 )
 from segbench.errors import UserError
+from segbench.evidence import Control, score
 from segbench.models import at_output_stride
 
 Sample = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -52,8 +54,11 @@ class EvalResult:
     ``samples`` holds ``(image uint8 [H, W, 3], ground truth [H, W], prediction [H, W])``
     of the first images, at the label map's resolution, for a report picture;
     ``per_image`` the per-image counts of :mod:`segbench.evidence` (``counts``,
-    ``band@W``, ``fg``), images in evaluation order, from which every metric
-    above but ``val_loss`` recomputes exactly.
+    ``band@W``, ``fg``, ``control@M``), images in evaluation order, from which
+    every metric above but ``val_loss`` recomputes exactly. A dataset that
+    declares positive controls (a ``controls`` tuple of
+    :class:`~segbench.evidence.Control`, as the diagnostic set does) gets each
+    control's metric in ``metrics``.
     """
 
     metrics: dict[str, float]
@@ -94,8 +99,10 @@ class _Scores:
         widths: tuple[int, ...],
         device: torch.device,
         threshold: float | None = None,
+        controls: tuple[Control, ...] = (),
     ):
         self.ignore_index = ignore_index
+        self.controls = controls
         self.num_classes = num_classes
         #: per evidence array, one ``[batch, ...]`` tensor of per-image counts per batch
         self.per_image: dict[str, list[Tensor]] = {}
@@ -123,6 +130,10 @@ class _Scores:
             self._keep(
                 f"band@{width}", per_image_counts(pred, band_masks, self.num_classes, self.ignore_index)
             )
+        for control in self.controls:
+            self._keep(
+                control.array, control_counts(pred, masks, control, self.num_classes, self.ignore_index)
+            )
 
     def _keep(self, name: str, counts: Tensor) -> None:
         self.per_image.setdefault(name, []).append(counts)
@@ -145,6 +156,12 @@ class _Scores:
         }
         if self.foreground is not None:
             metrics.update(self.foreground.compute())
+        if self.controls:
+            # From the summed per-image counts, as a recomputation from evidence does: bit for bit the same.
+            evidence = self.evidence()
+            for control in self.controls:
+                summed = evidence[control.array].astype(np.int64).sum(axis=0)
+                metrics[control.metric] = float(score(control.metric, summed))
         trimap = {w: m.compute()["mIoU"] for w, m in self.bands.items()}
         return metrics, scores["per_class_iou"], trimap
 
@@ -191,7 +208,8 @@ def evaluate(
     device = torch.device(device)
     count = _evaluation_size(dataset, settings)
     threshold = settings.threshold
-    scores = _Scores(num_classes, ignore_index, tuple(settings.trimap_widths), device, threshold)
+    controls = tuple(getattr(dataset, "controls", ()))
+    scores = _Scores(num_classes, ignore_index, tuple(settings.trimap_widths), device, threshold, controls)
     samples: list[Sample] = []
     was_training = model.training
     model.to(device)

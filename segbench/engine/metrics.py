@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from segbench.errors import UserError
-from segbench.evidence import CONFUSION_METRICS, confusion_scores, foreground_scores
+from segbench.evidence import CONFUSION_METRICS, Control, confusion_scores, foreground_scores
 
 
 class SegmentationScores(TypedDict):
@@ -226,6 +226,26 @@ def per_image_counts(pred: Tensor, target: Tensor, num_classes: int, ignore_inde
     index = (image * (c + 1) + target) * c + pred
     cm = torch.bincount(index.reshape(-1), minlength=n * (c + 1) * c).view(n, c + 1, c)[:, :c]
     return torch.stack((cm.diagonal(dim1=1, dim2=2), cm.sum(dim=2), cm.sum(dim=1)), dim=1)
+
+
+@torch.no_grad()
+def control_counts(
+    pred: Tensor, target: Tensor, control: Control, num_classes: int, ignore_index: int | None
+) -> Tensor:
+    """:func:`per_image_counts` inside ``control``'s region, zero outside its classes, ``[N, 3, C]``.
+
+    Pixels whose ground truth is outside the region are treated as ignored, so a
+    prediction there counts for nothing; the other classes' counts are zeroed, so
+    their IoU is ``0 / 0`` (NaN) and the mean runs over the control's classes only.
+    """
+    void = num_classes if ignore_index is None else ignore_index
+    if control.region is not None:
+        inside = torch.isin(target, torch.tensor(control.region, device=target.device))
+        target = torch.where(inside, target, void)
+    counts = per_image_counts(pred, target, num_classes, void)
+    keep = torch.zeros(num_classes, dtype=counts.dtype, device=counts.device)
+    keep[list(control.classes)] = 1
+    return counts * keep
 
 
 @torch.no_grad()
