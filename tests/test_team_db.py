@@ -85,10 +85,13 @@ def test_three_drivers_write_one_postgres_while_it_is_read(tmp_path: Path, pg_ur
         launch("run", "alpha.yaml", *args, cwd=tmp_path, env=env),  # the same suite: claims
     ]
     reads: list[subprocess.CompletedProcess[str]] = []
+    comparisons: list[subprocess.CompletedProcess[str]] = []
 
     def read_while_they_write() -> None:
         while any(d.poll() is None for d in drivers):
             reads.append(segbench("report", "--format", "json", "--db", pg_url, cwd=tmp_path))
+            # alpha's two runs (ids 1 and 2 or 1 and 3: whichever exist), compared mid-write
+            comparisons.append(segbench("compare", "1", "2", "--allow-dirty", "--db", pg_url, cwd=tmp_path))
             time.sleep(0.5)
 
     reader = threading.Thread(target=read_while_they_write)
@@ -102,6 +105,11 @@ def test_three_drivers_write_one_postgres_while_it_is_read(tmp_path: Path, pg_ur
     assert answered, [r.stderr for r in reads]
     assert all(r.returncode == 0 for r in answered), [r.stderr for r in answered if r.returncode]
     assert all(json.loads(r.stdout)["rows"] is not None for r in answered)
+    # a comparison mid-write answers, or says clearly what it cannot compare yet (exit 2): never a crash
+    assert comparisons
+    for c in comparisons:
+        assert c.returncode in (0, 1, 2) and "Traceback" not in c.stderr, c.stdout + c.stderr
+        assert c.returncode != 2 or "error" in c.stderr.lower(), c.stderr
 
     runs, jobs, claims = recorded(pg_url)
     assert sorted(runs) == [("alpha", "done"), ("alpha", "done"), ("beta", "done")]
