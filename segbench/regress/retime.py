@@ -32,8 +32,10 @@ from pathlib import Path
 
 from segbench.errors import UserError
 
-#: ``run --at`` times this many rounds per job unless the suite says otherwise (``measure.rounds``).
-AT_ROUNDS = 5
+#: ``run --at`` times this many rounds per job unless the suite says otherwise (``measure.rounds``):
+#: 8, because load on a shared machine lasts whole rounds and 5 + 5 rounds let three such rounds
+#: hide a 2× slowdown (measured; see :mod:`segbench.regress.rounds`)
+AT_ROUNDS = 8
 #: set in a ``run --at`` child: the driver interleaves the rounds, the child runs none of its own
 ROUNDS_BY_DRIVER = "SEGBENCH_ROUNDS_BY_DRIVER"
 #: set by a driver that holds this machine's exclusive CPU lock for a sweep of rounds: the
