@@ -97,7 +97,7 @@ def run(
         int | None,
         typer.Option(
             min=1,
-            help="timing rounds per job, each in a fresh process (default: measure.rounds, else 5 with --at, 1)",
+            help="timing rounds per job, each in a fresh process (default: measure.rounds, else 8 with --at, 1)",
         ),
     ] = None,
 ) -> None:

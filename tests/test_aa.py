@@ -9,7 +9,7 @@ interleaved rounds, each in a fresh process, into one database; then
 ``segbench check`` judges the six A/A pairs among the four identical commits
 (it must pass every time) and the slow commit against each of them (it must
 fail every time, on latency). Parameters, FLOPs and memory are identical in every A/A pair
-by construction. Kept small: a 64×64 input, 5 rounds of ≤ 20 iterations.
+by construction. Kept small: a 64×64 input, 8 rounds of ≤ 20 iterations.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ SUITE = textwrap.dedent(
       - name: "mymodels:plain"
         label: plain
     stages: [complexity, latency]
-    measure: {input_size: [64, 64], warmup: 3, iters: 20, min_iters: 10, memory: true, threads: 1, rounds: 5}
+    measure: {input_size: [64, 64], warmup: 3, iters: 20, min_iters: 10, memory: true, threads: 1, rounds: 8}
     """
 )
 
@@ -123,7 +123,7 @@ def test_identical_code_never_regresses_and_a_2x_slowdown_always_does(tmp_path: 
         for metric in ("params", "macs", "peak_memory_bytes", "train_peak_memory_bytes"):
             assert found[metric] == "unchanged", (metric, doc)
         latency = next(r for r in doc["rows"] if r["metric"] == "latency_ms")  # type: ignore[union-attr, index]
-        assert "rounds 5+5" in latency["note"], latency  # decided on the rounds, and says so
+        assert "rounds 8+8" in latency["note"], latency  # decided on the rounds, and says so
     for base in same:  # the 2x slower commit against each of the four identical ones
         code, doc = check(repo, db, base, slow)
         found = verdicts(doc)

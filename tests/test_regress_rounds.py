@@ -5,13 +5,14 @@ from __future__ import annotations
 import itertools
 import math
 import statistics
+from pathlib import Path
 
 import pytest
 
 from segbench.regress.rounds import Noise, critical_rank, decide_rounds, min_rounds, rank_interval
 from segbench.regress.rules import default_rule
 from segbench.regress.stats import Threshold, Verdict
-from tests.test_regress_support import samples
+from tests.test_regress_support import FakeJob, record_run, samples
 
 FIVE = Threshold(0.05, relative=True)
 
@@ -124,3 +125,23 @@ def test_history_noise_is_robust_to_one_disrupted_run() -> None:
 
     levels = [math.log(v) for v in (1.50, 1.57, 1.46, 5.0)]  # identical code, one run under a burst of load
     assert robust_sd(levels) < 0.1 < statistics.stdev(levels)
+
+
+def test_a_round_is_added_after_the_ones_a_job_has_and_read_back_in_order(tmp_path: Path) -> None:
+    """The store's round write numbers after existing rounds, never rewrites one, and reads see them in order."""
+    from segbench.store import reads
+    from segbench.store.db import open_db
+    from segbench.store.recorder import add_timing_round
+
+    db = open_db(f"sqlite:///{tmp_path / 'r.db'}")
+    try:
+        job = FakeJob("k", {"latency_ms": samples(10.0)}, rounds={"latency_ms": [samples(11.0)]})
+        (job_id,) = record_run(db, "a" * 40, [job])
+        assert add_timing_round(db, job_id, "latency_ms", 12.0, [12.0, 12.5], pid=7) == 2
+        assert add_timing_round(db, job_id, "latency_ms", 13.0, [13.0], pid=8) == 3
+        with db.sessions() as session:
+            assert reads.timing_round_count(session, job_id, "latency_ms") == 3
+            got = reads.timing_rounds(session, [job_id])[(job_id, "latency_ms")]
+        assert [round(min(r)) for r in got] == [11, 12, 13] and got[1] == (12.0, 12.5)
+    finally:
+        db.close()

@@ -27,12 +27,11 @@ import math
 import statistics
 from collections.abc import Mapping
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from segbench.regress.rounds import Noise, round_medians
 from segbench.regress.snapshot import Snapshot, run_ref
-from segbench.store.schema import Hardware, Job, Metric, Run, TimingRound
+from segbench.store import reads
 
 MIN_RUNS = 3
 LOOKBACK = 20
@@ -47,19 +46,14 @@ def load_noise(session: Session, base: Snapshot, head: Snapshot) -> dict[tuple[s
         return {}
     head_runs = [r.id for r in head.runs]
     before = min(head_runs) if head_runs else None
-    query = (
-        select(Job, Run, Hardware.key)
-        .join(Run, Job.run_id == Run.id)
-        .join(Hardware, Job.hardware_id == Hardware.id)
-        .where(Job.job_key.in_(keys), Job.status == "done")
-        .order_by(Job.id.desc())
-    )
+    jobs = reads.done_jobs_of_keys(session, keys)
+    runs = reads.runs_by_id(session, {j.run_id for j in jobs})
     found: dict[tuple[str, str], list[tuple[int, str | None, int]]] = {}
-    for job, run, hardware in session.execute(query):
-        ref = run_ref(run, None)
-        if ref.dirty or ref.commit == head.commit or run.id in head_runs:
+    for job in jobs:  # newest first
+        ref = run_ref(runs[job.run_id], None)
+        if job.hardware is None or ref.dirty or ref.commit == head.commit or job.run_id in head_runs:
             continue
-        found.setdefault((job.job_key, hardware), []).append((job.id, ref.commit, run.id))
+        found.setdefault((job.job_key, job.hardware.key), []).append((job.id, ref.commit, job.run_id))
     levels = _levels(session, [job_id for runs in found.values() for job_id, _, _ in runs])
     out: dict[tuple[str, str | None], Noise] = {}
     for (key, hardware), runs in found.items():
@@ -82,14 +76,15 @@ def robust_sd(logs: list[float]) -> float:
 
 def _levels(session: Session, job_ids: list[int]) -> Mapping[int, float]:
     """Each job's log level: the mean log of its round medians."""
+    recorded = reads.metrics(session, job_ids)
+    later = reads.timing_rounds(session, job_ids)
     rounds: dict[int, list[list[float]]] = {}
-    for i in range(0, len(job_ids), 400):
-        chunk = job_ids[i : i + 400]
-        for m in session.scalars(select(Metric).where(Metric.job_id.in_(chunk), Metric.name == METRIC)):
-            rounds.setdefault(m.job_id, []).append([float(s) for s in m.samples or ()])
-        query = select(TimingRound).where(TimingRound.job_id.in_(chunk), TimingRound.metric == METRIC)
-        for r in session.scalars(query.order_by(TimingRound.round)):
-            rounds.setdefault(r.job_id, []).append([float(s) for s in r.samples])
+    for job_id in job_ids:
+        measured = recorded.get(job_id, {}).get(METRIC)
+        if measured is None:
+            continue
+        first = [float(x) for x in measured.samples or ()]
+        rounds[job_id] = [first] + [[float(x) for x in r] for r in later.get((job_id, METRIC), [])]
     out: dict[int, float] = {}
     for job_id, per_round in rounds.items():
         medians = round_medians(per_round)

@@ -7,7 +7,8 @@ A decision on one process's samples calls that difference a regression. So a
 timing is measured in *rounds*: round 0 is the job's own measurement in its
 run; every later round is ``python -m segbench.regress.retime`` started anew,
 which rebuilds the model from the recorded job's config (same seed, same
-settings, same thread count) and adds one :class:`~segbench.store.schema.TimingRound`.
+settings, same thread count) and records one timing round
+(:func:`segbench.store.recorder.add_timing_round`).
 ``run --at A,B`` alternates the rounds between revisions (A B A B …, as asv's
 ``--interleave-rounds``), each in its revision's worktree, so slow drift of the
 machine lands on both sides alike; a plain ``segbench run`` with
@@ -26,14 +27,15 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from datetime import UTC, datetime
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from segbench.errors import UserError
 
-#: ``run --at`` times this many rounds per job unless the suite says otherwise (``measure.rounds``).
-AT_ROUNDS = 5
+#: ``run --at`` times this many rounds per job unless the suite says otherwise (``measure.rounds``):
+#: 8, because load on a shared machine lasts whole rounds and 5 + 5 rounds let three such rounds
+#: hide a 2× slowdown (measured; see :mod:`segbench.regress.rounds`)
+AT_ROUNDS = 8
 #: set in a ``run --at`` child: the driver interleaves the rounds, the child runs none of its own
 ROUNDS_BY_DRIVER = "SEGBENCH_ROUNDS_BY_DRIVER"
 #: set by a driver that holds this machine's exclusive CPU lock for a sweep of rounds: the
@@ -52,15 +54,13 @@ def wanted_rounds(config: dict[str, object], default: int) -> int:
 
 def rounds_needed(url: str, run_ids: Sequence[int], default: int) -> int:
     """The most rounds any timed job of these runs asks for (1: nothing to re-time)."""
-    from sqlalchemy import select
-
+    from segbench.store import reads
     from segbench.store.db import open_db
-    from segbench.store.schema import Job
 
     db = open_db(url, create=False)
     try:
         with db.sessions() as session:
-            configs = session.scalars(select(Job.config).where(Job.run_id.in_(list(run_ids))))
+            configs = [dict(job.config) for job in reads.jobs_of_runs(session, run_ids)]
             counts = [wanted_rounds(c, default) for c in configs if "latency" in (c.get("stages") or ())]
     finally:
         db.close()
@@ -107,67 +107,47 @@ def run_round(
 def add_round(url: str, run_id: int, default: int) -> list[str]:
     """In this (fresh) process: one more round for every job of ``run_id`` that wants one; what was done."""
     import torch
-    from sqlalchemy import func, select
 
     from segbench.jobs import JobSpec
     from segbench.measure.hardware import hardware_identity, hardware_key
-    from segbench.report.query import source_of
     from segbench.runner.node_lock import NodeDeviceLock
     from segbench.runner.pipeline import time_again
+    from segbench.store import reads
     from segbench.store.db import open_db
-    from segbench.store.schema import Job, TimingRound
+    from segbench.store.recorder import add_timing_round
 
     db = open_db(url)
     done: list[str] = []
     try:
-        with db.sessions() as session:
-            jobs = list(session.scalars(select(Job).where(Job.run_id == run_id).order_by(Job.position)))
-            for job in jobs:
-                source = source_of(session, job)
-                config = dict(source.config)
-                if source.status != "done" or "latency" not in config.get("stages", ()):
-                    continue
-                have = session.scalar(
-                    select(func.count())
-                    .select_from(TimingRound)
-                    .where(TimingRound.job_id == source.id, TimingRound.metric == ROUND_METRIC)
-                )
-                if 1 + int(have or 0) >= wanted_rounds(config, default) or source.hardware is None:
-                    continue
-                spec = JobSpec(**{**config, "stages": tuple(config["stages"])})
-                device = source.device or "cpu"
-                torch.set_num_threads(int(source.hardware.identity.get("torch_threads") or 1))
-                identity = hardware_identity(device, threads=spec.measure.get("threads"))
-                if hardware_key(identity) != source.hardware.key:
-                    done.append(f"{job.label}: not re-timed, this machine is not the one it was measured on")
-                    continue
-                held = device != "cpu" or os.environ.get(LOCK_HELD)
-                lock = _nothing() if held else NodeDeviceLock("cpu").exclusive()
-                with lock:
-                    stats = time_again(spec, device)
-                number = 1 + int(have or 0)
-                session.add(
-                    TimingRound(
-                        job_id=source.id,
-                        metric=ROUND_METRIC,
-                        round=number,
-                        value=stats.median_ms,
-                        samples=list(stats.samples_ms),
-                        pid=os.getpid(),
-                        measured_at=datetime.now(UTC).replace(tzinfo=None),
-                    )
-                )
-                session.commit()
-                done.append(f"{job.label}: round {number} {stats.median_ms:.2f} ms")
+        with db.sessions() as session:  # read first: no session is held open while the model runs
+            jobs = reads.jobs_of_runs(session, [run_id])
+        for job in jobs:
+            with db.sessions() as session:
+                source = reads.source_of(session, job)
+                have = reads.timing_round_count(session, source.id, ROUND_METRIC)
+            config = dict(source.config)
+            if source.status != "done" or "latency" not in config.get("stages", ()):
+                continue
+            if 1 + have >= wanted_rounds(config, default) or source.hardware is None:
+                continue
+            spec = JobSpec(**{**config, "stages": tuple(config["stages"])})
+            device = source.device or "cpu"
+            torch.set_num_threads(int(source.hardware.identity.get("torch_threads") or 1))
+            identity = hardware_identity(device, threads=spec.measure.get("threads"))
+            if hardware_key(identity) != source.hardware.key:
+                done.append(f"{job.label}: not re-timed, this machine is not the one it was measured on")
+                continue
+            held = device != "cpu" or os.environ.get(LOCK_HELD)
+            lock = nullcontext() if held else NodeDeviceLock("cpu").exclusive()
+            with lock:
+                stats = time_again(spec, device)
+            number = add_timing_round(
+                db, source.id, ROUND_METRIC, stats.median_ms, list(stats.samples_ms), os.getpid()
+            )
+            done.append(f"{job.label}: round {number} {stats.median_ms:.2f} ms")
     finally:
         db.close()
     return done
-
-
-def _nothing():  # type: ignore[no-untyped-def]
-    from contextlib import nullcontext
-
-    return nullcontext()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

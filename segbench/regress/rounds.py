@@ -3,8 +3,28 @@
 A timing is recorded in rounds (:mod:`segbench.regress.retime`): round 0 in
 the job's run, rounds 1, 2, … each in a fresh process, interleaved between
 the revisions of a ``run --at``. Each round is summarised by its median, and
-the rounds, not the samples, are the observations. The rule, for a metric
-with a relative threshold ``f`` (5 % by default) and level ``alpha``:
+the rounds, not the samples, are the observations.
+
+Why the median and not the minimum (BenchmarkTools' estimator, since load
+on a shared CPU only adds time): measured on the 2-core machine under
+another helper's training, load mostly lasts *whole rounds* — A/A round
+minima of 0.82–1.03 ms when quiet, 1.10–1.99 ms loaded (9 of 20 rounds in
+one run, 22 of 32 in another) — so the minimum does not take it out; it only picks, inside a
+loaded round, whichever sample happened to fall in a quiet moment (a round
+of median 2.60 ms had its minimum at 1.35), which scatters the minima
+between processes. On the same 8 + 8 rounds the minima called one of six
+A/A pairs *improved* (Δ −23 %, interval [−41 %, −5 %]); the medians called
+none, and both flagged the 2× model 4 / 4. What does outvote round-long
+load is the number of rounds: ``run --at`` takes 8 by default
+(:data:`segbench.regress.retime.AT_ROUNDS`), whose interval is the 14th
+smallest to the 14th largest of 64 differences (22 % of the pairs may fall
+on the wrong side), where 5 + 5 used the 3rd of 25 (12 %): with 5 rounds
+three loaded BASE rounds against two quiet rounds of the 2× model were
+enough to make it *noisy*. The decision statistic is thus the same as the
+recorded ``latency_ms`` (the median).
+
+The rule, for a metric with a relative threshold ``f`` (5 % by default)
+and level ``alpha``:
 
 1. The change is the Hodges–Lehmann shift of the log round medians: the
    median of the ``n·m`` differences log(HEAD round) − log(BASE round). Its
@@ -14,9 +34,12 @@ with a relative threshold ``f`` (5 % by default) and level ``alpha``:
    No normality is assumed, and one round caught by a burst of load moves one
    difference per pair, not the interval.
 2. History (:mod:`segbench.regress.noise`): σ_runs is how far whole runs of
-   this job on this machine have spread before. With rounds, the change must
-   also exceed the noise floor ``2 · σ_runs`` in logs (a factor ``e^(2σ)``
-   slower or faster, so throughput and latency agree); with too few rounds for an interval, history alone
+   this job on this machine have spread before. With rounds, the change (the
+   shift Δ, not the interval's end: the interval already carries the rounds'
+   uncertainty, and stacking the floor on it made a clear +83 % [+20 %,
+   +205 %] 2× slowdown *noisy* against a 2σ floor of ×1.27 from four loaded
+   runs) must also exceed the noise floor ``2 · σ_runs`` in logs (a factor
+   ``e^(2σ)`` slower or faster, so throughput and latency agree); with too few rounds for an interval, history alone
    gives one: ``Δ ± t(k−1) · σ_runs · √2`` (two single runs of identical code).
 3. *unchanged* when the shift is at most ``f``.
 4. *regressed* / *improved* only when the **whole interval** lies beyond
@@ -191,11 +214,10 @@ def decide_rounds(
         why = f"too few rounds to decide (need ≥ {min_rounds(alpha)} per side, or ≥ 3 earlier runs)"
         return RoundVerdict(Decision(Verdict.noisy, note=f"{why}; {note}"), base, head)
     low, high = (base * math.exp(d) for d in (low_log, high_log))
-    beyond = [v for v in (low, high) if beyond_what.exceeded(base, v)]
-    if len(beyond) == 2 and (low - base) * (high - base) > 0:
+    one_side = all(threshold.exceeded(base, v) for v in (low, high)) and (low - base) * (high - base) > 0
+    if one_side and beyond_what.exceeded(base, head):
         worse = (head < base) if higher_is_better else (head > base)
         verdict = Verdict.regressed if worse else Verdict.improved
         return RoundVerdict(Decision(verdict, note=f"interval beyond the threshold; {note}"), base, head)
-    return RoundVerdict(
-        Decision(Verdict.noisy, note=f"the interval reaches inside the threshold; {note}"), base, head
-    )
+    why = "the change is within the noise floor" if one_side else "the interval reaches inside the threshold"
+    return RoundVerdict(Decision(Verdict.noisy, note=f"{why}; {note}"), base, head)

@@ -151,6 +151,16 @@ def runs(session: Session) -> list[RunRecord]:
     return [_run(r) for r in session.scalars(select(Run).order_by(Run.id))]
 
 
+def runs_by_id(session: Session, run_ids: Iterable[int]) -> dict[int, RunRecord]:
+    """run id → its record, for the ids that name a run."""
+    ids = sorted(set(run_ids))
+    out: dict[int, RunRecord] = {}
+    for i in range(0, len(ids), _CHUNK):
+        for r in session.scalars(select(Run).where(Run.id.in_(ids[i : i + _CHUNK]))):
+            out[r.id] = _run(r)
+    return out
+
+
 def find_run(session: Session, suite: str | None, run: str | int | None) -> RunRecord:
     """``--run ID`` or the latest run (of ``--suite`` if given)."""
     if run not in (None, "latest"):
@@ -245,6 +255,16 @@ def jobs_of_runs(session: Session, run_ids: Iterable[int], *, latest_first: bool
     return [_job(j) for j in session.scalars(query)]
 
 
+def done_jobs_of_keys(session: Session, job_keys: Collection[str]) -> list[JobRecord]:
+    """Every *done* job (not a cached pointer) of these job keys, in any run, newest first."""
+    keys = sorted(set(job_keys))
+    out: list[JobRecord] = []
+    for i in range(0, len(keys), _CHUNK):
+        query = select(Job).where(Job.job_key.in_(keys[i : i + _CHUNK]), Job.status == "done")
+        out.extend(_job(j) for j in session.scalars(query))
+    return sorted(out, key=lambda j: j.id, reverse=True)
+
+
 def source_of(session: Session, job: JobRecord) -> JobRecord:
     """Follow ``cached`` links to the job that holds the numbers."""
     seen = set()
@@ -263,20 +283,30 @@ def source_of(session: Session, job: JobRecord) -> JobRecord:
 def metrics(session: Session, job_ids: Iterable[int]) -> dict[int, dict[str, MetricRecord]]:
     """job id → metric name → its record, in recording order."""
     out: dict[int, dict[str, MetricRecord]] = {}
-    query = select(Metric).where(Metric.job_id.in_(list(job_ids))).order_by(Metric.id)
-    for m in session.scalars(query):
-        samples = tuple(m.samples) if m.samples is not None else None
-        out.setdefault(m.job_id, {})[m.name] = _record(MetricRecord, m, samples=samples)
+    ids = list(job_ids)
+    for i in range(0, len(ids), _CHUNK):
+        query = select(Metric).where(Metric.job_id.in_(ids[i : i + _CHUNK])).order_by(Metric.id)
+        for m in session.scalars(query):
+            samples = tuple(m.samples) if m.samples is not None else None
+            out.setdefault(m.job_id, {})[m.name] = _record(MetricRecord, m, samples=samples)
     return out
 
 
 def timing_rounds(session: Session, job_ids: Iterable[int]) -> dict[tuple[int, str], list[tuple[Any, ...]]]:
     """(job id, metric) → the samples of its timing rounds 1, 2, … in order (round 0 is the metric's own)."""
-    query = select(TimingRound).where(TimingRound.job_id.in_(list(job_ids))).order_by(TimingRound.round)
+    ids = list(job_ids)
     out: dict[tuple[int, str], list[tuple[Any, ...]]] = {}
-    for r in session.scalars(query):
-        out.setdefault((r.job_id, r.metric), []).append(tuple(r.samples or ()))
+    for i in range(0, len(ids), _CHUNK):
+        query = select(TimingRound).where(TimingRound.job_id.in_(ids[i : i + _CHUNK]))
+        for r in session.scalars(query.order_by(TimingRound.job_id, TimingRound.round)):
+            out.setdefault((r.job_id, r.metric), []).append(tuple(r.samples or ()))
     return out
+
+
+def timing_round_count(session: Session, job_id: int, metric: str) -> int:
+    """How many timing rounds after round 0 a job has for ``metric``."""
+    query = select(func.count()).select_from(TimingRound)
+    return int(session.scalar(query.where(TimingRound.job_id == job_id, TimingRound.metric == metric)) or 0)
 
 
 def evidence(session: Session, sources: Mapping[int, int]) -> dict[int, Evidence]:

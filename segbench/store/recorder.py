@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
 import segbench
@@ -34,7 +34,17 @@ from segbench.store.db import Database
 from segbench.store.journal import Journal
 from segbench.store.keeping import Keeper, Kept, Replayed, patiently, record_patience
 from segbench.store.liveness import now
-from segbench.store.schema import Artifact, Claim, Hardware, ImageEvidence, Job, Metric, Run, Series
+from segbench.store.schema import (
+    Artifact,
+    Claim,
+    Hardware,
+    ImageEvidence,
+    Job,
+    Metric,
+    Run,
+    Series,
+    TimingRound,
+)
 
 Rerun = Literal["none", "failed", "all"]
 
@@ -390,6 +400,36 @@ class Recorder:
                 .order_by(Job.position)
             ).all()
         return [(label, error) for label, error in rows]
+
+
+def add_timing_round(
+    db: Database, job_id: int, metric: str, median: float, samples: list[float], pid: int
+) -> int:
+    """Record one more timing round of a job (in one transaction); its number, after the ones it has.
+
+    A (job, metric, round) is unique (the table's constraint): rounds are
+    added, never rewritten, so two processes re-timing one job at once cannot
+    overwrite each other — the second gets an IntegrityError, not a lost round.
+    """
+    with db.session() as s:
+        have = s.scalar(
+            select(func.max(TimingRound.round)).where(
+                TimingRound.job_id == job_id, TimingRound.metric == metric
+            )
+        )
+        number = 1 + int(have or 0)
+        s.add(
+            TimingRound(
+                job_id=job_id,
+                metric=metric,
+                round=number,
+                value=median,
+                samples=list(samples),
+                pid=pid,
+                measured_at=now(),
+            )
+        )
+    return number
 
 
 def repair(db: Database) -> list[str]:
