@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tempfile
 import textwrap
@@ -76,7 +77,7 @@ MODEL = textwrap.dedent(
 def pair(root: Path, extra: float, rounds: int) -> tuple[int, str, str]:
     """One user's pair: BASE the plain model, HEAD ``extra`` slower (0: identical code)."""
     repo = init_repo(root)
-    suite = SUITE.replace("rounds: 5", f"rounds: {rounds}")
+    suite = re.sub(r"rounds: \d+", f"rounds: {rounds}", SUITE)
     commit_file(repo, "suite.yaml", suite, "suite")
     base = commit_file(repo, "mymodels.py", MODEL.format(extra=0.0), "plain model")
     if extra:
