@@ -12,11 +12,12 @@ result recorded. What a person watching should hear goes to a :class:`RunView`
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 from segbench.jobs import JobResult, PlannedJob
 from segbench.runner.backend import Event, group_by_training
@@ -24,9 +25,6 @@ from segbench.store.keeping import database_reason, patiently, record_patience, 
 from segbench.store.liveness import heartbeat, heartbeat_seconds
 from segbench.store.recorder import Recorder
 from segbench.store.schema import Job
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 @dataclass
@@ -109,10 +107,10 @@ class RecordingListener:
         while waiting:
             mine, held = [], []
             for group in waiting:
-                if not self._patiently(self.recorder.claim, group[0].spec.train_key):
+                if not patiently(partial(self.recorder.claim, group[0].spec.train_key), record_patience()):
                     held.append(group)
                     continue
-                found = self._patiently(self.recorder.adopt_results, group)
+                found = patiently(partial(self.recorder.adopt_results, group), record_patience())
                 for p in group:
                     if p.job_id in found:
                         self._adopted(p, found[p.job_id])
@@ -129,13 +127,6 @@ class RecordingListener:
                 time.sleep(delay)
                 delay = min(delay * 1.5, 5.0)
             waiting = held
-
-    @staticmethod
-    def _patiently(step: Callable[[T], R], arg: T) -> R:
-        """``step(arg)``, retried while the database cannot answer (a server restarting), for the patience."""
-        out: list[R] = []
-        patiently(lambda: out.append(step(arg)), record_patience())
-        return out[-1]
 
     def on_event(self, event: Event) -> None:
         """A job started (marked running), or has its result or was lost (kept, with its failure kind)."""

@@ -14,6 +14,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
@@ -32,14 +33,17 @@ def record_patience() -> float:
     return liveness.env_seconds("SEGBENCH_RECORD_PATIENCE", 120.0)
 
 
-def patiently(step: Callable[[], None], patience: float) -> None:
-    """Run the transaction ``step``, retrying with backoff for ``patience`` seconds while the database is busy."""
+R = TypeVar("R")
+
+
+def patiently(step: Callable[[], R], patience: float) -> R:
+    """Run the transaction ``step`` and return what it returns, retrying with backoff for ``patience``
+    seconds while the database is busy or unreachable."""
     deadline = time.monotonic() + patience
     delay = RETRY_FIRST_DELAY
     while True:
         try:
-            step()
-            return
+            return step()
         except Exception as exc:
             if not transient(exc) or time.monotonic() + delay > deadline:
                 raise
