@@ -75,8 +75,19 @@ class _Crash(Exception):
     pass
 
 
-def test_resumed_run_ends_with_the_same_weights_and_curves_as_an_uninterrupted_one(tmp_path: Path) -> None:
-    settings = _settings(checkpoint_every=4)
+@pytest.mark.parametrize(
+    ("checkpoint_every", "checkpoint_seconds", "saved"),
+    [
+        (4, None, 4),  # the iteration interval
+        # no iteration interval: only the wall-clock rule (here: after every step) can have saved the
+        # state a lost worker's retry resumes from
+        (0, 0.0, 5),
+    ],
+)
+def test_resumed_run_ends_with_the_same_weights_and_curves_as_an_uninterrupted_one(
+    tmp_path: Path, checkpoint_every: int, checkpoint_seconds: float | None, saved: int
+) -> None:
+    settings = _settings(checkpoint_every=checkpoint_every)
     straight_model = TinyNet(aux=True)
     straight = train(
         straight_model, AugmentedSet(), settings, seed=7, checkpoint_path=tmp_path / "a.pt", log_every=1
@@ -96,14 +107,15 @@ def test_resumed_run_ends_with_the_same_weights_and_curves_as_an_uninterrupted_o
             checkpoint_path=crashed_path,
             on_progress=crash_after_six,
             log_every=1,
+            checkpoint_seconds=checkpoint_seconds,
         )
-    assert torch.load(crashed_path, weights_only=True)["iteration"] == 4
+    assert torch.load(crashed_path, weights_only=True)["iteration"] == saved
 
     resumed_model = TinyNet(aux=True, seed=99)  # other initial weights: all must come from the checkpoint
     resumed = train(
         resumed_model, AugmentedSet(), settings, seed=7, checkpoint_path=crashed_path, log_every=1
     )
-    assert resumed.resumed_from == 4 and straight.resumed_from == 0
+    assert resumed.resumed_from == saved and straight.resumed_from == 0
     assert resumed.lr_curve == straight.lr_curve
     assert resumed.loss_curve == straight.loss_curve
     for name, tensor in straight_model.state_dict().items():
@@ -342,38 +354,3 @@ def test_worker_processes_and_deterministic_flags_are_restored() -> None:
     )
     assert math.isfinite(result.final_loss)
     assert torch.are_deterministic_algorithms_enabled() == before
-
-
-def test_a_wall_clock_checkpoint_bounds_what_a_crash_costs_without_an_iteration_interval(
-    tmp_path: Path,
-) -> None:
-    # No checkpoint_every: only the wall-clock rule (here: after every step) can have saved
-    # the state a lost worker's retry resumes from.
-    settings = _settings(checkpoint_every=0)
-    straight_model = TinyNet(aux=True)
-    straight = train(straight_model, AugmentedSet(), settings, seed=7, log_every=1)
-
-    def crash_at_six(iteration: int, total: int, loss: float) -> None:
-        if iteration == 6:
-            raise _Crash
-
-    path = tmp_path / "lost.pt"
-    with pytest.raises(_Crash):
-        train(
-            TinyNet(aux=True),
-            AugmentedSet(),
-            settings,
-            seed=7,
-            checkpoint_path=path,
-            on_progress=crash_at_six,
-            log_every=1,
-            checkpoint_seconds=0.0,
-        )
-    assert torch.load(path, weights_only=True)["iteration"] == 5
-
-    resumed_model = TinyNet(aux=True, seed=99)
-    resumed = train(resumed_model, AugmentedSet(), settings, seed=7, checkpoint_path=path, log_every=1)
-    assert resumed.resumed_from == 5
-    assert resumed.loss_curve == straight.loss_curve
-    for name, tensor in straight_model.state_dict().items():
-        assert torch.equal(tensor, resumed_model.state_dict()[name]), name
