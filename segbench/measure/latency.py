@@ -10,7 +10,8 @@ above it after ``iters`` samples is kept and flagged ``noisy``, never dropped.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -70,22 +71,39 @@ class LatencyStats:
         return out
 
 
-def measure_latency(
+@dataclass
+class TimedForward:
+    """A model prepared for timing and one timed call of it: what measurement and timing rounds share.
+
+    :func:`measure_latency` times a contiguous series of calls; a lockstep
+    timing round (:mod:`segbench.regress.retime`) times short bursts of calls
+    between other processes' bursts. Both must time the very same thing (the
+    prepared copy, the input, the timer, the output read-out), so it is built
+    in one place.
+    """
+
+    call: Callable[[], float]
+    device: torch.device
+    threads: int
+    cudnn_benchmark: bool | None
+    shape: tuple[int, int, int, int]
+    compile: str | None
+    timer: str
+
+
+@contextmanager
+def timed_forward(
     model: nn.Module,
     input_shape: Sequence[int],
     device: str = "cpu",
     *,
-    warmup: int = 5,
-    iters: int = 50,
-    min_iters: int = 10,
     precision: str = "fp32",
     channels_last: bool = False,
     compile: bool | str = False,
     threads: int | None = None,
-    cv_target: float = 0.10,
     num_classes: int | None = None,
-) -> LatencyStats:
-    """Time ``model`` on a batch of ``input_shape`` = (N, C, H, W) under ``torch.inference_mode()``.
+) -> Iterator[TimedForward]:
+    """``model`` ready to be timed on a batch of ``input_shape`` = (N, C, H, W) under ``torch.inference_mode()``.
 
     The model runs in eval mode; its modes, device and weights, the global
     RNG, the thread count and ``cudnn.benchmark`` are as before afterwards.
@@ -100,7 +118,6 @@ def measure_latency(
     ``num_classes`` (the dataset's) is checked against the output channels.
     """
     shape = validate_input_shape(input_shape)
-    _check_counts(warmup=warmup, iters=iters, min_iters=min_iters, cv_target=cv_target)
     dev = resolve_device(device)
     dtype = resolve_precision(precision)
     backend = _compile_backend(compile)
@@ -120,16 +137,57 @@ def measure_latency(
         def forward() -> tuple[torch.Tensor, ...]:
             return model_heads(runner(batch), batch.shape[-2:], num_classes, model=net)
 
-        def timed_call() -> float:
-            return timer(forward)
+        yield TimedForward(
+            call=lambda: timer(forward),
+            device=dev,
+            threads=thread_count,
+            cudnn_benchmark=benchmark,
+            shape=shape,
+            compile=backend,
+            timer=timer_name,
+        )
 
-        warm = warm_up(timed_call, warmup)
+
+def measure_latency(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    device: str = "cpu",
+    *,
+    warmup: int = 5,
+    iters: int = 50,
+    min_iters: int = 10,
+    precision: str = "fp32",
+    channels_last: bool = False,
+    compile: bool | str = False,
+    threads: int | None = None,
+    cv_target: float = 0.10,
+    num_classes: int | None = None,
+) -> LatencyStats:
+    """Time ``model`` (prepared as :func:`timed_forward` says): warm-up, then up to ``iters`` calls.
+
+    Timing stops early once ``min_iters`` samples have a coefficient of
+    variation within ``cv_target``.
+    """
+    _check_counts(warmup=warmup, iters=iters, min_iters=min_iters, cv_target=cv_target)
+    prepared = timed_forward(
+        model,
+        input_shape,
+        device,
+        precision=precision,
+        channels_last=channels_last,
+        compile=compile,
+        threads=threads,
+        num_classes=num_classes,
+    )
+    with prepared as timed:
+        warm = warm_up(timed.call, warmup)
         samples: list[float] = []
         while len(samples) < iters:
-            samples.append(timed_call())
+            samples.append(timed.call())
             if len(samples) >= min_iters and coefficient_of_variation(samples) <= cv_target:
                 break
     stats = summarize(samples)
+    shape = timed.shape
     return LatencyStats(
         median_ms=stats.median,
         mean_ms=stats.mean,
@@ -143,16 +201,16 @@ def measure_latency(
         cv_target=cv_target,
         warmup_iters=warm.iterations,
         warmup_stable=warm.stable,
-        device=str(dev),
-        threads=thread_count,
-        cudnn_benchmark=benchmark,
+        device=str(timed.device),
+        threads=timed.threads,
+        cudnn_benchmark=timed.cudnn_benchmark,
         batch_size=shape[0],
         input_shape=shape,
         precision=precision,
         channels_last=channels_last,
-        compile=backend or False,
+        compile=timed.compile or False,
         throughput_ips=shape[0] * 1000.0 / stats.median if stats.median > 0 else float("inf"),
-        timer=timer_name,
+        timer=timed.timer,
         warmup_samples_ms=warm.samples_ms,
     )
 
