@@ -34,7 +34,7 @@ from segbench.errors import UserError
 
 DEFAULT_URL = "sqlite:///results/segbench.db"
 #: The newest migration; checked before importing Alembic so read-only commands stay fast.
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 

@@ -115,6 +115,18 @@ class MetricRecord:
 
 
 @dataclass(frozen=True)
+class RoundRecord:
+    """One timing round after round 0: its samples in order, and the lockstep sweep that measured it."""
+
+    round: int
+    samples: tuple[Any, ...]
+    #: None: measured on its own, not taking turns with other revisions
+    sweep: str | None
+    #: calls per burst in the sweep
+    burst: int | None
+
+
+@dataclass(frozen=True)
 class SampleImage:
     """One stored ``image | ground truth | prediction`` PNG of one job."""
 
@@ -292,14 +304,15 @@ def metrics(session: Session, job_ids: Iterable[int]) -> dict[int, dict[str, Met
     return out
 
 
-def timing_rounds(session: Session, job_ids: Iterable[int]) -> dict[tuple[int, str], list[tuple[Any, ...]]]:
-    """(job id, metric) → the samples of its timing rounds 1, 2, … in order (round 0 is the metric's own)."""
+def timing_rounds(session: Session, job_ids: Iterable[int]) -> dict[tuple[int, str], list[RoundRecord]]:
+    """(job id, metric) → its timing rounds 1, 2, … in order (round 0 is the metric's own samples)."""
     ids = list(job_ids)
-    out: dict[tuple[int, str], list[tuple[Any, ...]]] = {}
+    out: dict[tuple[int, str], list[RoundRecord]] = {}
     for i in range(0, len(ids), _CHUNK):
         query = select(TimingRound).where(TimingRound.job_id.in_(ids[i : i + _CHUNK]))
         for r in session.scalars(query.order_by(TimingRound.job_id, TimingRound.round)):
-            out.setdefault((r.job_id, r.metric), []).append(tuple(r.samples or ()))
+            record = _record(RoundRecord, r, samples=tuple(r.samples or ()))
+            out.setdefault((r.job_id, r.metric), []).append(record)
     return out
 
 

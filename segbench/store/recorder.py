@@ -403,9 +403,19 @@ class Recorder:
 
 
 def add_timing_round(
-    db: Database, job_id: int, metric: str, median: float, samples: list[float], pid: int
+    db: Database,
+    job_id: int,
+    metric: str,
+    median: float,
+    samples: list[float],
+    pid: int,
+    *,
+    sweep: str | None = None,
+    burst: int | None = None,
 ) -> int:
     """Record one more timing round of a job (in one transaction); its number, after the ones it has.
+
+    ``sweep`` and ``burst`` say which lockstep sweep measured it, in bursts of how many calls.
 
     A (job, metric, round) is unique (the table's constraint): rounds are
     added, never rewritten, so two processes re-timing one job at once cannot
@@ -427,6 +437,8 @@ def add_timing_round(
                 samples=list(samples),
                 pid=pid,
                 measured_at=now(),
+                sweep=sweep,
+                burst=burst,
             )
         )
     return number

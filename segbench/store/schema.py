@@ -163,6 +163,11 @@ class TimingRound(Base):
     decisions can see how much a timing moves *between* processes, not only
     within one (:mod:`segbench.regress.rounds`). A (job, metric, round) is
     unique: rounds are added, never rewritten.
+
+    Rounds measured in one *lockstep sweep* share its ``sweep`` id: their
+    processes took turns in bursts of ``burst`` calls, so burst ``i`` of one
+    revision and burst ``i`` of another ran within milliseconds of each other
+    and can be compared pairwise.
     """
 
     __tablename__ = "timing_rounds"
@@ -178,6 +183,10 @@ class TimingRound(Base):
     #: the worker process that measured it (rounds of one job come from different processes)
     pid: Mapped[int] = mapped_column(Integer)
     measured_at: Mapped[datetime]
+    #: the lockstep sweep it was measured in (None: a round measured on its own)
+    sweep: Mapped[str | None] = mapped_column(String(32), default=None)
+    #: calls per burst in that sweep: ``samples`` are its bursts in order
+    burst: Mapped[int | None] = mapped_column(Integer, default=None)
 
 
 class Series(Base):
