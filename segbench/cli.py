@@ -194,19 +194,20 @@ def _more_rounds(url: str, run_id: int, rounds: int | None) -> None:
     import os
 
     from segbench.regress.at import absolute_db_url
-    from segbench.regress.retime import ROUNDS_BY_DRIVER, rounds_needed, run_round, sweep
+    from segbench.regress.retime import ROUNDS_BY_DRIVER, Member, hold_cpu, lockstep_sweep, rounds_needed
 
     if os.environ.get(ROUNDS_BY_DRIVER):
         return
     total = rounds_needed(url, [run_id], rounds or 1)
     if total > 1:
         url = absolute_db_url(url)  # the rounds' processes open it too
+    member = Member(run_id, f"run {run_id}", Path.cwd())
     for number in range(1, total):
         console().print(f"timing round {number + 1}/{total} (run {run_id})")
-        with sweep():
-            problem = run_round(url, run_id, rounds or 1, Path.cwd())
-        if problem is not None:
-            raise _user_error(problem)
+        with hold_cpu():
+            problems = lockstep_sweep(url, [member], rounds or 1, console().print)
+        if problems:
+            raise _user_error("; ".join(problems))
 
 
 @app.command()

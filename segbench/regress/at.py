@@ -7,13 +7,15 @@ at that revision (and, when the suite lives in segbench's own repository,
 segbench itself is). Results go to one database given as an absolute URL, and
 the worktrees are removed afterwards whatever happened.
 
-Timings are then measured in rounds, interleaved between the revisions: after
-the full run at every revision (round 0), round 1 re-times the jobs of the
-first revision in a fresh process in its worktree, then the second's, …, then
-round 2 in the same order (A B A B …), as airspeed velocity's
-``--interleave-rounds`` (:mod:`segbench.regress.retime`). Load that comes and
-goes on a shared machine so falls on every revision alike, and the verdicts
-see how much a timing moves between processes (:mod:`segbench.regress.rounds`).
+Timings are then measured in rounds: after the full run at every revision
+(round 0), each further round is a *lockstep sweep* — a fresh worker process
+per revision, in its worktree, the workers timing bursts of a few calls in
+turn (:mod:`segbench.regress.retime`). airspeed velocity interleaves whole
+rounds between revisions (``--interleave-rounds``); taking turns burst by
+burst goes further: the speed of a shared machine changes within seconds, and
+only bursts milliseconds apart see the same machine, so the verdicts compare
+them pairwise (:mod:`segbench.regress.rounds`) and still see, sweep by sweep,
+how much a timing moves between processes.
 """
 
 from __future__ import annotations
@@ -27,7 +29,14 @@ from pathlib import Path
 
 from segbench.errors import UserError, did_you_mean
 from segbench.regress import gitrev
-from segbench.regress.retime import AT_ROUNDS, ROUNDS_BY_DRIVER, rounds_needed, run_round, sweep
+from segbench.regress.retime import (
+    AT_ROUNDS,
+    ROUNDS_BY_DRIVER,
+    Member,
+    hold_cpu,
+    lockstep_sweep,
+    rounds_needed,
+)
 
 
 def split_revisions(text: str) -> list[str]:
@@ -99,21 +108,20 @@ def run_at_revisions(
 def _interleaved_rounds(
     url: str, run_ids: list[int], revisions: list[str], trees: list[Path], default: int
 ) -> None:
-    """Rounds 1 … N-1: each revision's jobs re-timed in a fresh process, revisions alternating."""
+    """Rounds 1 … N-1: each a lockstep sweep of every revision still able to take part."""
     total = rounds_needed(url, run_ids, default)
-    failed: set[int] = set()
+    members = [
+        Member(run_id, revision, tree, _child_env())
+        for run_id, revision, tree in zip(run_ids, revisions, trees, strict=True)
+    ]
     for number in range(1, total):
-        with sweep():
-            for i, (run_id, tree) in enumerate(zip(run_ids, trees, strict=True)):
-                if i in failed:
-                    continue
-                sys.stderr.write(f"timing round {number + 1}/{total} at {revisions[i]} (run {run_id})\n")
-                problem = run_round(url, run_id, default, tree, _child_env())
-                if problem is not None:
-                    failed.add(i)
-                    sys.stderr.write(
-                        f"warning: --at {revisions[i]}: {problem}; its timings keep fewer rounds\n"
-                    )
+        sys.stderr.write(f"timing round {number + 1}/{total}: {len(members)} revisions in lockstep\n")
+        with hold_cpu():
+            problems = lockstep_sweep(url, members, default, lambda line: sys.stderr.write(line + "\n"))
+        for problem in problems:
+            sys.stderr.write(f"warning: --at {problem}; its timings keep fewer rounds\n")
+        failed = {p.split(":", 1)[0] for p in problems}
+        members = [m for m in members if m.name not in failed]
 
 
 def _resolve(repo: Path, revision: str) -> str:

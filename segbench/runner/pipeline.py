@@ -187,22 +187,27 @@ def _latency(
                 result.add("train_peak_rss_bytes", train_mem.rss_peak_bytes, "latency")
 
 
-def time_again(spec: JobSpec, device: str) -> Any:
-    """One more timing round of ``spec``'s latency (:mod:`segbench.regress.retime`): built afresh, measured as its job was.
+@contextmanager
+def ready_to_time(spec: JobSpec, device: str) -> Iterator[Any]:
+    """``spec``'s model built afresh and prepared as its job timed it, for timing rounds (:mod:`segbench.regress.retime`).
 
     The model is built with the job's seed in the calling process (a fresh one
     per round), so what the round sees of allocator, caches and thread
-    placement is its own; the caller holds the device.
+    placement is its own; the caller holds the device and warms it up.
+    Yields a :class:`~segbench.measure.latency.TimedForward`.
     """
     from segbench.engine.reproducibility import seed_everything
-    from segbench.measure import measure_latency
+    from segbench.measure.latency import timed_forward
     from segbench.models import at_output_stride
 
     seed_everything(spec.seed)
     model, num_classes = _build(spec)
-    timing = {key: spec.measure[key] for key in _TIMING_SETTINGS}
-    with at_output_stride(model, spec.eval.get("output_stride")):
-        return measure_latency(model, _input_shape(spec), device=device, num_classes=num_classes, **timing)
+    settings = {key: spec.measure[key] for key in ("precision", "channels_last", "compile", "threads")}
+    with (
+        at_output_stride(model, spec.eval.get("output_stride")),
+        timed_forward(model, _input_shape(spec), device=device, num_classes=num_classes, **settings) as timed,
+    ):
+        yield timed
 
 
 def _train(
