@@ -4,8 +4,9 @@ A temporary git repository holds a plain model (real convolutions, one
 thread, no deliberate stalls: its timing is as noisy as the shared machine
 makes it) and a timing-only suite. Four commits carry the identical model
 (each adds an unrelated file, the second a ``.gitignore``), a fifth makes it
-really 2× slower (the body runs twice). One ``run --at`` measures all five in
-interleaved rounds, each in a fresh process, into one database; then
+really 2× slower (the body runs twice). One ``run --at`` measures all five
+into one database, rounds 1–7 in lockstep sweeps (a fresh process per commit,
+timing bursts in turn); then
 ``segbench check`` judges the six A/A pairs among the four identical commits
 (it must pass every time) and the slow commit against each of them (it must
 fail every time, on latency). Parameters, FLOPs and memory are identical in every A/A pair
@@ -124,12 +125,14 @@ def test_identical_code_never_regresses_and_a_2x_slowdown_always_does(tmp_path: 
         for metric in ("params", "macs", "peak_memory_bytes", "train_peak_memory_bytes"):
             assert found[metric] == "unchanged", (metric, doc)
         latency = next(r for r in doc["rows"] if r["metric"] == "latency_ms")  # type: ignore[union-attr, index]
-        assert "rounds 8+8" in latency["note"], latency  # decided on the rounds, and says so
+        assert "lockstep 7 sweeps" in latency["note"], latency  # decided on the paired sweeps, and says so
     for base in same:  # the 2x slower commit against each of the four identical ones
         code, doc = check(repo, db, base, slow)
         found = verdicts(doc)
         assert code == 1, (base[:8], doc)
         assert found["latency_ms"] == "regressed" and found["throughput_ips"] == "regressed", doc
+        latency = next(r for r in doc["rows"] if r["metric"] == "latency_ms")  # type: ignore[union-attr, index]
+        assert "lockstep 7 sweeps" in latency["note"], latency
         assert found["params"] == "unchanged"  # the same layers, run twice
 
 

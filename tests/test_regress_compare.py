@@ -77,7 +77,7 @@ def test_each_metric_gets_its_verdict(repo: tuple[Path, str, str], db: Database)
     assert "| tiny w8 | mIoU (%) | 70.00 | 65.00 | -5.00 pts |" in text
     assert "**2 regressed, 3 unchanged**" in text
     assert "Only in HEAD (not compared): new." in text
-    assert "timing: latency_ms ±5% with its whole 95% interval over the rounds" in text
+    assert "timing: latency_ms ±5% with its whole 95% interval beyond it: over ≥ 6 shared lockstep" in text
     assert "rounds 5+5; no history" in text
     changed = markdown(result, only_changed=True)
     assert "| tiny w8 | mIoU (%) |" in changed and "| tiny w8 | params (M) |" in changed

@@ -9,7 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from segbench.regress.rounds import Noise, critical_rank, decide_rounds, min_rounds, rank_interval
+from segbench.regress.rounds import (
+    Noise,
+    critical_rank,
+    critical_signed_rank,
+    decide_rounds,
+    lockstep_differences,
+    min_rounds,
+    min_sweeps,
+    rank_interval,
+    signed_rank_interval,
+)
 from segbench.regress.rules import default_rule
 from segbench.regress.stats import Threshold, Verdict
 from tests.test_regress_support import FakeJob, record_run, samples
@@ -138,10 +148,106 @@ def test_a_round_is_added_after_the_ones_a_job_has_and_read_back_in_order(tmp_pa
         job = FakeJob("k", {"latency_ms": samples(10.0)}, rounds={"latency_ms": [samples(11.0)]})
         (job_id,) = record_run(db, "a" * 40, [job])
         assert add_timing_round(db, job_id, "latency_ms", 12.0, [12.0, 12.5], pid=7) == 2
-        assert add_timing_round(db, job_id, "latency_ms", 13.0, [13.0], pid=8) == 3
+        assert add_timing_round(db, job_id, "latency_ms", 13.0, [13.0], pid=8, sweep="s1", burst=1) == 3
         with db.sessions() as session:
             assert reads.timing_round_count(session, job_id, "latency_ms") == 3
             got = reads.timing_rounds(session, [job_id])[(job_id, "latency_ms")]
-        assert [round(min(r)) for r in got] == [11, 12, 13] and got[1] == (12.0, 12.5)
+        assert [round(min(r.samples)) for r in got] == [11, 12, 13] and got[1].samples == (12.0, 12.5)
+        assert [(r.round, r.sweep, r.burst) for r in got] == [(1, None, None), (2, None, None), (3, "s1", 1)]
     finally:
         db.close()
+
+
+# ---------------------------------------------------------------- lockstep sweeps
+
+
+@pytest.mark.parametrize("n", [5, 6, 7, 8, 10])
+def test_critical_signed_rank_is_the_exact_wilcoxon_tail(n: int) -> None:
+    """Pinned to brute force over all 2**n sign patterns and to scipy's exact signed-rank test."""
+    from scipy.stats import wilcoxon
+
+    def tail(below: int) -> float:
+        sums = [
+            sum(r for r, s in zip(range(1, n + 1), signs, strict=True) if s)
+            for signs in itertools.product((0, 1), repeat=n)
+        ]
+        return sum(w < below for w in sums) / 2**n
+
+    k = critical_signed_rank(n, 0.05)
+    assert tail(k) <= 0.025 < tail(k + 1)
+    if k:  # data whose W+ is k - 1 is significant at 5 % two-sided, W+ = k is not
+        for w, significant in ((k - 1, True), (k, False)):
+            signs = [1 if r <= w and r in _subset_summing(w, n) else -1 for r in range(1, n + 1)]
+            diffs = [s * r for s, r in zip(signs, range(1, n + 1), strict=True)]
+            assert bool(wilcoxon(diffs, method="exact").pvalue <= 0.05) is significant, (n, w)
+
+
+def _subset_summing(w: int, n: int) -> set[int]:
+    """Distinct ranks from 1..n that sum to ``w`` (greedy from the top)."""
+    out: set[int] = set()
+    for r in range(n, 0, -1):
+        if r <= w:
+            out.add(r)
+            w -= r
+    assert w == 0
+    return out
+
+
+def test_six_sweeps_are_the_fewest_that_can_decide_at_five_percent() -> None:
+    assert min_sweeps(0.05) == 6 and critical_signed_rank(7, 0.05) == 3
+    assert signed_rank_interval([0.1] * 5, 0.05) is None
+    shift, low, high = signed_rank_interval([0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07], 0.05)  # type: ignore[misc]
+    assert shift == pytest.approx(0.04) and low == pytest.approx(0.02) and high == pytest.approx(0.06)
+
+
+#: the machine's speed in each of seven sweeps: a neighbour on the host makes whole spells ~1.9× slower
+SPELLS = [1.0, 1.9, 1.0, 1.9, 1.9, 1.9, 1.0]
+
+
+def sweeps(level: float, process: list[float], spells: list[float] = SPELLS) -> dict[str, list[float]]:
+    """Per sweep, 12 burst medians: ``level`` × the spell, wobbling burst to burst, × this process's factor."""
+    return {
+        f"s{i}": [level * spell * (1 + 0.04 * ((b * (i + 1)) % 3)) * f for b in range(12)]
+        for i, (spell, f) in enumerate(zip(spells, process, strict=True))
+    }
+
+
+def as_rounds(per_sweep: dict[str, list[float]]) -> list[list[float]]:
+    """The same sweeps seen as independent rounds (round 0 in a fast spell), as the CI run saw them."""
+    return [[1.0 * per_sweep["s0"][0] / SPELLS[0]] * 3] + [list(v) for v in per_sweep.values()]
+
+
+def test_lockstep_pairs_cancel_the_machine_that_hides_a_2x_slowdown_between_rounds() -> None:
+    process = [1.00, 1.03, 0.98, 1.01, 0.97, 1.02, 1.00]
+    # "2x": the body twice, as in test_aa; the stem and classifier make it 1.85x (measured on CI)
+    base, same, slow = sweeps(1.0, process), sweeps(1.0, process[::-1]), sweeps(1.85, process[1:] + [1])
+    # timed apart, the 2x model in mostly fast spells looks like the base in mostly slow ones (CI's failure)
+    apart = sweeps(1.85, process, spells=[2.9 - s for s in SPELLS])
+    unpaired = decide_rounds(as_rounds(base), as_rounds(apart), FIVE, higher_is_better=False)
+    assert unpaired is not None and unpaired.decision.verdict is Verdict.noisy, unpaired
+    for head, verdict in ((same, Verdict.unchanged), (slow, Verdict.regressed)):
+        found = decide_rounds(
+            as_rounds(base), as_rounds(head), FIVE, higher_is_better=False, base_sweeps=base, head_sweeps=head
+        )
+        assert found is not None and found.decision.verdict is verdict, found
+        assert "lockstep 7 sweeps" in found.decision.note and "history not needed" in found.decision.note
+    throughput = default_rule("throughput_ips").decide_timing(
+        1000.0, 0.0, as_rounds(base), as_rounds(slow), base_sweeps=base, head_sweeps=slow
+    )
+    assert throughput.decision.verdict is Verdict.regressed and throughput.head < throughput.base
+
+
+def test_sweeps_one_side_lacks_do_not_pair_and_too_few_fall_back_to_the_rounds() -> None:
+    base = {"a": [1.0, 1.1], "b": [2.0, 2.0], "only-base": [5.0]}
+    head = {"a": [1.1, 1.21], "b": [2.0, 2.2], "only-head": [9.0]}
+    assert lockstep_differences(base, head) == pytest.approx([math.log(1.1), math.log(1.1) / 2])
+    five = {f"s{i}": [1.0] for i in range(5)}
+    found = decide_rounds(
+        rounds(10.0, 10.1, 9.9, 10.0, 10.2),
+        rounds(10.0, 10.0, 10.1, 9.9, 10.0),
+        FIVE,
+        higher_is_better=False,
+        base_sweeps=five,
+        head_sweeps=five,
+    )
+    assert found is not None and "rounds 5+5" in found.decision.note and "lockstep" not in found.decision.note

@@ -151,6 +151,8 @@ def _row(b: RecordedJob, h: RecordedJob, rule: Rule, alpha: float, noise: Noise 
             hs.rounds if hs is not None else None,
             alpha=alpha,
             noise=noise,
+            base_sweeps=bs.sweeps if bs is not None else None,
+            head_sweeps=hs.sweeps if hs is not None else None,
         )
         return Row(b.job_key, h.label, rule.metric, rule, found.base, found.head, found.decision, *hardware)
     paired = paired_test(b, h, rule) if rule.paired and rule.threshold.exceeded(bv, hv) else None

@@ -84,7 +84,7 @@ def _levels(session: Session, job_ids: list[int]) -> Mapping[int, float]:
         if measured is None:
             continue
         first = [float(x) for x in measured.samples or ()]
-        rounds[job_id] = [first] + [[float(x) for x in r] for r in later.get((job_id, METRIC), [])]
+        rounds[job_id] = [first] + [[float(x) for x in r.samples] for r in later.get((job_id, METRIC), [])]
     out: dict[int, float] = {}
     for job_id, per_round in rounds.items():
         medians = round_medians(per_round)

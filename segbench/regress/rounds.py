@@ -1,57 +1,39 @@
 """Timing verdicts from rounds: the variation *between* processes decides, not the samples of one.
 
 A timing is recorded in rounds (:mod:`segbench.regress.retime`): round 0 in
-the job's run, rounds 1, 2, … each in a fresh process, interleaved between
-the revisions of a ``run --at``. Each round is summarised by its median, and
-the rounds, not the samples, are the observations.
+the job's run, rounds 1, 2, … each in a fresh process. Two ways to decide,
+the first wherever it applies:
 
-Why the median and not the minimum (BenchmarkTools' estimator, since load
-on a shared CPU only adds time): measured on the 2-core machine under
-another helper's training, load mostly lasts *whole rounds* — A/A round
-minima of 0.82–1.03 ms when quiet, 1.10–1.99 ms loaded (9 of 20 rounds in
-one run, 22 of 32 in another) — so the minimum does not take it out; it only picks, inside a
-loaded round, whichever sample happened to fall in a quiet moment (a round
-of median 2.60 ms had its minimum at 1.35), which scatters the minima
-between processes. On the same 8 + 8 rounds the minima called one of six
-A/A pairs *improved* (Δ −23 %, interval [−41 %, −5 %]); the medians called
-none, and both flagged the 2× model 4 / 4. What does outvote round-long
-load is the number of rounds: ``run --at`` takes 8 by default
-(:data:`segbench.regress.retime.AT_ROUNDS`), whose interval is the 14th
-smallest to the 14th largest of 64 differences (22 % of the pairs may fall
-on the wrong side), where 5 + 5 used the 3rd of 25 (12 %): with 5 rounds
-three loaded BASE rounds against two quiet rounds of the 2× model were
-enough to make it *noisy*. The decision statistic is thus the same as the
-recorded ``latency_ms`` (the median).
+**Paired, over lockstep sweeps.** Rounds measured in the same sweep took
+turns burst by burst with the other revisions' workers, so burst ``i`` of
+BASE and of HEAD saw the machine in the same state; on the shared machine
+that state alone moves a timing by up to 2× within seconds (measured: see
+docs/regressions.md, "Why lockstep"), which whole rounds cannot outvote. Per
+shared sweep the observation is the median over bursts of log(HEAD burst) −
+log(BASE burst) (:func:`lockstep_differences`); the change is their
+Hodges–Lehmann estimate (median of the Walsh averages) and its ``1 − alpha``
+interval the exact Wilcoxon signed-rank one (:func:`signed_rank_interval`),
+which exists from :func:`min_sweeps` (6) sweeps. History is not consulted:
+what it measures is mostly the machine's state, which the pairing cancels.
 
-The rule, for a metric with a relative threshold ``f`` (5 % by default)
-and level ``alpha``:
+**Unpaired, over rounds** (rounds measured apart: plain runs at different
+times, older databases). Each round is summarised by its median (not the
+minimum: inside a loaded round the minimum is whichever sample fell in a
+quiet moment, so minima scatter between processes more than medians do —
+measured, see the docs), and the change is the Hodges–Lehmann shift of the
+log round medians with the exact Mann-Whitney interval *on the rounds*
+(:func:`rank_interval`). History (:mod:`segbench.regress.noise`) adds a
+condition: σ_runs is how far whole runs of this job on this machine have
+spread before, and the shift Δ must also exceed the noise floor ``2 · σ_runs``
+in logs; with too few rounds for an interval, history alone gives one:
+``Δ ± t(k−1) · σ_runs · √2``.
 
-1. The change is the Hodges–Lehmann shift of the log round medians: the
-   median of the ``n·m`` differences log(HEAD round) − log(BASE round). Its
-   ``1 − alpha`` interval is the distribution-free one that inverts the exact
-   Mann-Whitney test *on the rounds*: from the k-th smallest to the k-th
-   largest difference, k the exact critical count (:func:`rank_interval`).
-   No normality is assumed, and one round caught by a burst of load moves one
-   difference per pair, not the interval.
-2. History (:mod:`segbench.regress.noise`): σ_runs is how far whole runs of
-   this job on this machine have spread before. With rounds, the change (the
-   shift Δ, not the interval's end: the interval already carries the rounds'
-   uncertainty, and stacking the floor on it made a clear +83 % [+20 %,
-   +205 %] 2× slowdown *noisy* against a 2σ floor of ×1.27 from four loaded
-   runs) must also exceed the noise floor ``2 · σ_runs`` in logs (a factor
-   ``e^(2σ)`` slower or faster, so throughput and latency agree); with too few rounds for an interval, history alone
-   gives one: ``Δ ± t(k−1) · σ_runs · √2`` (two single runs of identical code).
-3. *unchanged* when the shift is at most ``f``.
-4. *regressed* / *improved* only when the **whole interval** lies beyond
-   the threshold on one side: the rounds show, at confidence ``1 − alpha/2``,
-   that the change exceeds the smallest one that matters. Under identical code the
-   chance of that is below ``alpha/2`` per metric, and far below unless the
-   interval is as wide as the threshold.
-5. *noisy* otherwise: moved beyond ``f`` but not shown to, and always when the
-   rounds are too few for any interval (with ``alpha`` = 0.05 that is fewer
-   than 4 a side: 3 + 3 rounds can never exclude chance) and there is no
-   history. Within-run samples alone never decide: they do not see the
-   ±20 % by which two processes of identical code differ on a shared machine.
+Then, for a metric with a relative threshold ``f`` (5 % by default):
+*unchanged* when the change is at most ``f``; *regressed* / *improved* only
+when the **whole interval** lies beyond the threshold on one side (under
+identical code the chance of that is below ``alpha/2`` per metric); *noisy*
+otherwise, and always when there is too little for any interval. Within-run
+samples alone never decide.
 
 Throughput is images over the median latency, so it is decided on the
 latency rounds with the sign turned (its log is minus latency's).
@@ -61,7 +43,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -158,6 +140,62 @@ def _pct(log_change: float) -> str:
     return f"{math.expm1(log_change) * 100:+.1f}%"
 
 
+@lru_cache(maxsize=256)
+def _signed_rank_counts(n: int) -> tuple[int, ...]:
+    """How many of the 2**n sign patterns give each Wilcoxon signed-rank sum W+ = 0 … n(n+1)/2."""
+    counts = [1]
+    for rank in range(1, n + 1):  # rank ``rank`` is positive (adds it) or negative (adds nothing)
+        grown = counts + [0] * rank
+        for w, c in enumerate(counts):
+            grown[w + rank] += c
+        counts = grown
+    return tuple(counts)
+
+
+def critical_signed_rank(n: int, alpha: float) -> int:
+    """The largest k with P(W+ < k) ≤ alpha/2 under a median of zero; 0 when no interval exists."""
+    counts = _signed_rank_counts(n)
+    total = 2**n
+    k, below = 0, 0
+    while k < len(counts) and below + counts[k] <= alpha / 2 * total:
+        below += counts[k]
+        k += 1
+    return k
+
+
+def min_sweeps(alpha: float) -> int:
+    """The fewest lockstep sweeps two revisions must share for the signed-rank interval to exist."""
+    return next(n for n in range(1, 50) if critical_signed_rank(n, alpha) > 0)
+
+
+def signed_rank_interval(diffs: Sequence[float], alpha: float) -> tuple[float, float, float] | None:
+    """(Hodges–Lehmann median of the Walsh averages, low, high) at ``1 - alpha``; None when too few."""
+    k = critical_signed_rank(len(diffs), alpha)
+    if k == 0:
+        return None
+    walsh = sorted((a + b) / 2 for i, a in enumerate(diffs) for b in diffs[i:])
+    return statistics.median(walsh), walsh[k - 1], walsh[-k]
+
+
+def lockstep_differences(
+    base: Mapping[str, Sequence[float]], head: Mapping[str, Sequence[float]]
+) -> list[float]:
+    """Per sweep both sides took part in: the median over its bursts of log(HEAD burst) − log(BASE burst).
+
+    Burst ``i`` of the two sides ran back to back (within milliseconds), so
+    whatever state the machine was in then — a neighbour's load, a frequency
+    step — is in both and cancels in the difference; what is left is the
+    revisions' difference plus what distinguishes their two processes, which
+    the next sweep draws afresh.
+    """
+    out = []
+    for sweep in sorted(set(base) & set(head)):
+        pairs = [(b, h) for b, h in zip(base[sweep], head[sweep], strict=False) if b > 0 and h > 0]
+        if pairs:
+            out.append(statistics.median(math.log(h) - math.log(b) for b, h in pairs))
+    return out
+
+
 def decide_rounds(
     base_rounds: Sequence[Sequence[float]] | None,
     head_rounds: Sequence[Sequence[float]] | None,
@@ -168,9 +206,14 @@ def decide_rounds(
     base_value: float | None = None,
     alpha: float = 0.05,
     noise: Noise | None = None,
+    base_sweeps: Mapping[str, Sequence[float]] | None = None,
+    head_sweeps: Mapping[str, Sequence[float]] | None = None,
 ) -> RoundVerdict | None:
     """The verdict for a timing recorded in rounds (latency samples per round); None without any rounds.
 
+    Where both sides share at least :func:`min_sweeps` lockstep sweeps
+    (``*_sweeps``: sweep id → burst medians), the paired bursts decide;
+    otherwise the rounds as independent samples, with the history's noise.
     ``inverse`` is for a metric that is a constant over the latency
     (throughput: batch × 1000 / median); the constant is read from
     ``base_value`` and round 0's median, and the levels and sign follow.
@@ -180,7 +223,19 @@ def decide_rounds(
     if not logs_b or not logs_h:
         return None
     sign = -1.0 if inverse else 1.0
-    found = rank_interval(logs_b, logs_h, alpha)
+    paired = lockstep_differences(base_sweeps or {}, head_sweeps or {})
+    beyond_what: Threshold | _Floored = threshold
+    lockstep = len(paired) >= min_sweeps(alpha)
+    if lockstep:
+        found = signed_rank_interval(paired, alpha)
+        basis = [
+            f"lockstep {len(paired)} sweeps (bursts paired in time, Wilcoxon signed-rank over sweeps)",
+            "history not needed: the machine's state cancels within a sweep",
+        ]
+        noise = None
+    else:
+        found = rank_interval(logs_b, logs_h, alpha)
+        basis = [f"rounds {len(logs_b)}+{len(logs_h)}"]
     shift = found[0] if found is not None else statistics.median(logs_h) - statistics.median(logs_b)
     level_b = math.exp(statistics.median(logs_b))
     level_h = level_b * math.exp(shift)
@@ -190,9 +245,7 @@ def decide_rounds(
     else:
         base, head = level_b, level_h
     delta = sign * shift
-    basis = [f"rounds {len(logs_b)}+{len(logs_h)}"]
     interval = (sign * found[1], sign * found[2]) if found is not None else None
-    beyond_what = threshold
     if noise is not None:
         basis.append(f"history {noise.runs} runs {noise.where}, between-run sd {_pct(noise.sd)[1:]}")
         if interval is None:  # one run a side: how far two runs of identical code fall apart
@@ -202,7 +255,7 @@ def decide_rounds(
             floor = NOISE_FLOOR_SDS * noise.sd
             beyond_what = _Floored(threshold, floor)
             basis.append(f"noise floor ×/÷ {math.exp(floor):.2f}")
-    else:
+    elif not lockstep:
         basis.append("no history (fewer than 3 earlier runs)")
     if interval is not None:
         low_log, high_log = sorted(interval)
@@ -211,7 +264,10 @@ def decide_rounds(
     if not threshold.exceeded(base, head):
         return RoundVerdict(Decision(Verdict.unchanged, note=note), base, head)
     if interval is None:
-        why = f"too few rounds to decide (need ≥ {min_rounds(alpha)} per side, or ≥ 3 earlier runs)"
+        why = (
+            f"too few rounds to decide (need ≥ {min_rounds(alpha)} per side, ≥ {min_sweeps(alpha)} "
+            "lockstep sweeps, or ≥ 3 earlier runs)"
+        )
         return RoundVerdict(Decision(Verdict.noisy, note=f"{why}; {note}"), base, head)
     low, high = (base * math.exp(d) for d in (low_log, high_log))
     one_side = all(threshold.exceeded(base, v) for v in (low, high)) and (low - base) * (high - base) > 0

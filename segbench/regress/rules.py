@@ -13,12 +13,14 @@ A metric is one of four kinds (each metric's kind and direction are in
 * ``complexity`` (params, FLOPs): exact properties of the code; any
   difference counts, and fewer is better.
 * ``timing`` (latency, throughput, train/eval speed): compared only on the
-  same hardware, on their *rounds* (each round a fresh process, interleaved
-  between the revisions): a change must exceed a factor (5 %) with its whole
-  interval over the rounds, widened to the between-run noise of earlier runs
-  where the history has it (:mod:`segbench.regress.rounds`,
-  :mod:`segbench.regress.noise`); with fewer than three rounds a side and no
-  history it is never more than *noisy*. Throughput is images over the median
+  same hardware, on their *rounds* (each round a fresh process): a change
+  must exceed a factor (5 %) with its whole interval beyond it. Rounds that
+  took turns burst by burst in the same lockstep sweeps (``run --at``) are
+  compared pairwise, sweep by sweep; rounds measured apart are compared as
+  two samples, and the change must also clear the between-run noise of
+  earlier runs where the history has it (:mod:`segbench.regress.rounds`,
+  :mod:`segbench.regress.noise`); with too few of either and no history it
+  is never more than *noisy*. Throughput is images over the median
   latency, so the latency rounds decide it. The p90 is a tail statistic that
   one slow iteration moves, so it is never more than *noisy*; as are the
   single-shot stage timings (train and eval speed), which have no samples.
@@ -44,7 +46,7 @@ from segbench.errors import UserError, did_you_mean
 from segbench.evidence import source_array
 from segbench.metrics import ALIASES, METRICS, Kind, canonical
 from segbench.metrics import metric as metric_of
-from segbench.regress.rounds import Noise, RoundVerdict, decide_rounds, min_rounds
+from segbench.regress.rounds import Noise, RoundVerdict, decide_rounds, min_rounds, min_sweeps
 from segbench.regress.stats import (
     DEFAULT_ALPHA,
     Decision,
@@ -111,8 +113,11 @@ class Rule:
         *,
         alpha: float = DEFAULT_ALPHA,
         noise: Noise | None = None,
+        base_sweeps: Mapping[str, Sequence[float]] | None = None,
+        head_sweeps: Mapping[str, Sequence[float]] | None = None,
     ) -> RoundVerdict:
-        """A timing's verdict and levels from its rounds (the rounds of ``samples_from``) and the history's noise."""
+        """A timing's verdict and levels from its rounds (the rounds of ``samples_from``), paired where
+        they took turns in lockstep sweeps, else with the history's noise."""
         inverse = self.samples_from is not None and self.samples_from != self.metric
         found = decide_rounds(
             base_rounds,
@@ -123,6 +128,8 @@ class Rule:
             base_value=base,
             alpha=alpha,
             noise=noise,
+            base_sweeps=base_sweeps,
+            head_sweeps=head_sweeps,
         )
         if found is not None:
             return found
@@ -153,8 +160,9 @@ class Rule:
             text = f"±{self.threshold.amount * col.scale:g}{unit}"
         if self.kind is Kind.timing:
             text += (
-                f" with its whole {1 - alpha:.0%} interval over the rounds (fresh processes, "
-                f"≥ {min_rounds(alpha)} a side) beyond it, widened to history's between-run noise"
+                f" with its whole {1 - alpha:.0%} interval beyond it: over ≥ {min_sweeps(alpha)} shared "
+                f"lockstep sweeps, else over ≥ {min_rounds(alpha)} rounds a side (fresh processes) and "
+                "clear of history's between-run noise"
             )
         if self.paired:
             text += f" and paired bootstrap p < {alpha:g} where both sides have per-image evidence"

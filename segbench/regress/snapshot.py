@@ -16,6 +16,7 @@ a run chosen by id is judged by its suite repository when it has one.
 from __future__ import annotations
 
 import re
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ from segbench.errors import UserError, did_you_mean
 from segbench.evidence import Evidence
 from segbench.regress import gitrev
 from segbench.store import reads
-from segbench.store.reads import JobRecord, MetricRecord, RunRecord
+from segbench.store.reads import JobRecord, MetricRecord, RoundRecord, RunRecord
 
 _HEX = re.compile(r"^[0-9a-f]{7,40}$")
 
@@ -81,6 +82,8 @@ class Measurement:
     samples: tuple[float, ...] | None = None
     #: timings: the samples of every round, round 0 (``samples``) first (:mod:`segbench.regress.retime`)
     rounds: tuple[tuple[float, ...], ...] | None = None
+    #: timings: per lockstep sweep (its id), the median of each burst in order
+    sweeps: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -257,11 +260,22 @@ def collect_jobs(
     return {key: tuple(versions) for key, versions in out.items()}
 
 
-def _measurement(m: MetricRecord, later: Sequence[Sequence[object]]) -> Measurement:
-    """A metric with its samples and, for a timing, every round's samples (round 0 first)."""
+def _measurement(m: MetricRecord, later: Sequence[RoundRecord]) -> Measurement:
+    """A metric with its samples and, for a timing, every round's samples (round 0 first) and bursts."""
     samples = _numeric(m.samples)
-    rounds = (samples or (), *(_numeric(r) or () for r in later)) if samples is not None else None
-    return Measurement(m.value, samples, rounds)
+    rounds = (samples or (), *(_numeric(r.samples) or () for r in later)) if samples is not None else None
+    sweeps = {}
+    for r in later:
+        values = _numeric(r.samples)
+        if r.sweep is not None and r.burst and values:
+            sweeps[r.sweep] = burst_medians(values, r.burst)
+    return Measurement(m.value, samples, rounds, sweeps)
+
+
+def burst_medians(samples: Sequence[float], burst: int) -> tuple[float, ...]:
+    """The median of each burst of ``burst`` consecutive samples (a short last burst is left out)."""
+    whole = len(samples) // burst * burst
+    return tuple(statistics.median(samples[i : i + burst]) for i in range(0, whole, burst))
 
 
 def _numeric(samples: Sequence[object] | None) -> tuple[float, ...] | None:
