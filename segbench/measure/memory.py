@@ -37,6 +37,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
+import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -195,6 +196,9 @@ def _tensor_peak(step: Callable[[], None]) -> int:
     """
     from torch.profiler import ProfilerActivity, profile
 
+    # Kineto logs every start and stop (and, on a machine without a GPU, a failed device count) to
+    # stderr, between the progress bars of every run; a user's own KINETO_LOG_LEVEL still wins.
+    os.environ.setdefault("KINETO_LOG_LEVEL", "6")
     gc.collect()
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         step()
