@@ -44,6 +44,7 @@ SCENE_CLASSES = (ROAD, WATER)
 CONTEXT_CLASSES = (CAR, BOAT)
 
 _TILES = 6  # ground tiles per side
+_TREE_RADIUS = (0.07, 0.12)  # of the image side
 
 # Placeholders in the material → class table, resolved per scene: a vehicle is a car
 # on a road and a boat on water; its shadow is road or water.
@@ -88,8 +89,11 @@ class SceneGeometry:
     rows: np.ndarray  # float32 [S, 1]
     cols: np.ndarray  # float32 [1, S]
     band: int  # ignore band width in px
-    tile: np.ndarray  # int [S]: the ground tile of each row / column
+    tile_span: np.ndarray  # int [6]: rows (= columns) each ground tile spans
     label_tables: tuple[np.ndarray, np.ndarray]  # material → class: [0] on a road, [1] on water
+    # float32 [2R+1, 2R+1], centred: angle and squared distance of each offset from a tree's centre
+    disc_angle: np.ndarray
+    disc_dist2: np.ndarray
 
 
 @lru_cache(maxsize=8)
@@ -101,13 +105,20 @@ def scene_geometry(size: int) -> SceneGeometry:
         table[table == _VEHICLE] = vehicle
         table[table == _SCENE] = scene
         tables.append(table.astype(np.uint8))
+    # A tree's centre is a whole pixel, so its box's angles and distances are slices of one
+    # grid of integer offsets; arctan2 on the same float32 offsets gives the same bits.
+    reach = _tree_reach(_TREE_RADIUS[1] * size) + 1
+    offset = np.arange(-reach, reach + 1, dtype=np.float32)
+    dy, dx = offset[:, None], offset[None, :]
     return SceneGeometry(
         size=size,
         rows=axis[:, None],
         cols=axis[None, :],
         band=max(1, round(size / 128)),
-        tile=np.arange(size) * _TILES // size,
+        tile_span=np.bincount(np.arange(size) * _TILES // size, minlength=_TILES),
         label_tables=(tables[0], tables[1]),
+        disc_angle=np.arctan2(dy, dx),
+        disc_dist2=dy * dy + dx * dx,
     )
 
 
@@ -159,8 +170,7 @@ def render_scene(
     """
     geo = scene_geometry(size)
     draw = _Draws(rng)
-    material = np.empty((size, size), dtype=np.uint8)
-    _paint_ground(material, geo, draw)
+    material = _ground(geo, draw)
     things = np.zeros((size, size), dtype=bool)
     vehicles = [_place_vehicle(size, draw) for _ in range(draw.integer(1, 3))]
     for vehicle in vehicles:  # every shadow first: one must never cover another vehicle
@@ -191,7 +201,7 @@ def render_scene(
     return image, labels
 
 
-def _paint_ground(material: np.ndarray, geo: SceneGeometry, draw: _Draws) -> None:
+def _ground(geo: SceneGeometry, draw: _Draws) -> np.ndarray:
     """A 6 × 6 mosaic of asphalt and water tiles: the scene's ground holds 20-23 of the 36.
 
     Which tiles are which is a random permutation, so any part of the image is a
@@ -203,8 +213,8 @@ def _paint_ground(material: np.ndarray, geo: SceneGeometry, draw: _Draws) -> Non
     keys = [draw.uniform() for _ in range(_TILES * _TILES)]
     grid = np.full(_TILES * _TILES, other, dtype=np.uint8)
     grid[sorted(range(_TILES * _TILES), key=keys.__getitem__)[:majority]] = scene
-    grid = grid.reshape(_TILES, _TILES)
-    material[:] = grid[geo.tile][:, geo.tile]
+    # Each tile is a run of rows and columns: two repeats (memcpy) beat a 2-D fancy index.
+    return grid.reshape(_TILES, _TILES).repeat(geo.tile_span, axis=0).repeat(geo.tile_span, axis=1)
 
 
 def _waves(geo: SceneGeometry, draw: _Draws) -> np.ndarray:
@@ -248,23 +258,46 @@ def _paint_vehicle(material: np.ndarray, things: np.ndarray, vehicle: tuple[int,
     things[top : top + height, left : left + width] = True
 
 
+def _tree_reach(radius: float) -> int:
+    """Half the side of a tree's box: the outline reaches at most 1.4 radii out."""
+    return int(np.ceil(radius * 1.45))
+
+
 def _paint_tree(material: np.ndarray, things: np.ndarray, geo: SceneGeometry, draw: _Draws) -> None:
-    """A blob whose radius wobbles with angle: an irregular, jagged outline."""
+    """A blob whose radius wobbles with angle: an irregular, jagged outline.
+
+    ``edge = radius * (1 + 0.25 sin(k1 a + p1) + 0.15 sin(k2 a + p2))``, evaluated
+    in place in float32 (the same operations in the same order as the plain
+    expression, so the same bits, with four fewer temporaries).
+    """
     size = geo.size
-    radius = size * draw.uniform(0.07, 0.12)
-    reach = int(np.ceil(radius * 1.45))
+    radius = size * draw.uniform(*_TREE_RADIUS)
+    reach = _tree_reach(radius)
     cy, cx = draw.integer(0, size), draw.integer(0, size)
     y0, y1 = max(0, cy - reach), min(size, cy + reach + 1)
     x0, x1 = max(0, cx - reach), min(size, cx + reach + 1)
-    dy = geo.rows[y0:y1] - cy
-    dx = geo.cols[:, x0:x1] - cx
-    angle = np.arctan2(dy, dx)
+    centre = geo.disc_angle.shape[0] // 2
+    box = slice(centre + y0 - cy, centre + y1 - cy), slice(centre + x0 - cx, centre + x1 - cx)
+    angle, dist2 = geo.disc_angle[box], geo.disc_dist2[box]
     k1, k2 = draw.integer(5, 10), draw.integer(11, 19)
     p1, p2 = draw.uniform(0, 2 * np.pi), draw.uniform(0, 2 * np.pi)
-    edge = radius * (1.0 + 0.25 * np.sin(k1 * angle + p1) + 0.15 * np.sin(k2 * angle + p2))
-    dist2 = dy * dy + dx * dx
-    inside = dist2 <= edge * edge
-    shade = inside & (dist2 <= (0.45 * edge) ** 2)
+    edge = k1 * angle
+    edge += p1
+    np.sin(edge, out=edge)
+    edge *= 0.25
+    edge += 1.0
+    wobble = k2 * angle
+    wobble += p2
+    np.sin(wobble, out=wobble)
+    wobble *= 0.15
+    edge += wobble
+    edge *= radius
+    np.multiply(edge, edge, out=wobble)
+    inside = dist2 <= wobble
+    edge *= 0.45
+    edge *= edge
+    shade = dist2 <= edge
+    shade &= inside
     region = material[y0:y1, x0:x1]
     region[inside] = M_FOLIAGE
     region[shade] = M_FOLIAGE_DARK
