@@ -31,6 +31,7 @@ whole scene (the generator must keep up with training: ≥ 2,000 samples/s of
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -193,7 +194,9 @@ def render_scene(
     # A per-image colour cast, applied to the (tiny) colour table rather than to the pixels.
     tint = np.array([[1.0 + draw.uniform(-0.12, 0.12)] for _ in range(3)], dtype=np.float32)
     image = np.take(_CHANNEL_RGB * tint, material, axis=1)  # [3, S, S], contiguous
-    image += _waves(geo, draw) * water
+    wave = _waves(geo, draw)
+    wave *= water  # only on water (0 elsewhere, as float: the same sums)
+    image += wave
     if bank is not None:
         oy, ox = draw.integer(0, size), draw.integer(0, size)
         image += bank[:, oy : oy + size, ox : ox + size]
@@ -223,7 +226,7 @@ def _waves(geo: SceneGeometry, draw: _Draws) -> np.ndarray:
     freq_x = draw.uniform(0.5, 1.5) * 2 * np.pi / geo.size
     swell = np.sin(geo.rows * np.float32(freq_y) + np.float32(draw.uniform(0, 2 * np.pi)))
     ripple = 1.0 + 0.5 * np.sin(geo.cols * np.float32(freq_x) + np.float32(draw.uniform(0, 2 * np.pi)))
-    return (np.float32(0.09) * swell * ripple)[None]
+    return np.float32(0.09) * swell * ripple
 
 
 def _place_vehicle(size: int, draw: _Draws) -> tuple[int, int, int, int, int]:
@@ -260,7 +263,7 @@ def _paint_vehicle(material: np.ndarray, things: np.ndarray, vehicle: tuple[int,
 
 def _tree_reach(radius: float) -> int:
     """Half the side of a tree's box: the outline reaches at most 1.4 radii out."""
-    return int(np.ceil(radius * 1.45))
+    return math.ceil(radius * 1.45)
 
 
 def _paint_tree(material: np.ndarray, things: np.ndarray, geo: SceneGeometry, draw: _Draws) -> None:
@@ -299,8 +302,8 @@ def _paint_tree(material: np.ndarray, things: np.ndarray, geo: SceneGeometry, dr
     shade = dist2 <= edge
     shade &= inside
     region = material[y0:y1, x0:x1]
-    region[inside] = M_FOLIAGE
-    region[shade] = M_FOLIAGE_DARK
+    np.putmask(region, inside, M_FOLIAGE)  # putmask: a third faster than a boolean index here
+    np.putmask(region, shade, M_FOLIAGE_DARK)
     things[y0:y1, x0:x1] |= inside
 
 
@@ -320,7 +323,7 @@ def _paint_pole(material: np.ndarray, things: np.ndarray, geo: SceneGeometry, dr
     across = dx * uy - dy * ux
     along = dx * ux + dy * uy
     on = (np.abs(across) <= half_width) & (np.abs(along) <= length / 2)
-    material[y0:y1, x0:x1][on] = M_POLE
+    np.putmask(material[y0:y1, x0:x1], on, M_POLE)
     things[y0:y1, x0:x1] |= on
 
 
@@ -334,7 +337,7 @@ def _paint_lamp(material: np.ndarray, things: np.ndarray, size: int, draw: _Draw
 
 def _outer_rim(things: np.ndarray, band: int) -> np.ndarray:
     """Background pixels within ``band`` px (4-neighbourhood steps) of an object."""
-    grown = things.copy()
+    grown = things
     for _ in range(band):
         step = grown.copy()
         step[1:] |= grown[:-1]
@@ -342,4 +345,4 @@ def _outer_rim(things: np.ndarray, band: int) -> np.ndarray:
         step[:, 1:] |= grown[:, :-1]
         step[:, :-1] |= grown[:, 1:]
         grown = step
-    return grown & ~things
+    return grown ^ things  # the objects are inside what grew from them
