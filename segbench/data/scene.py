@@ -55,10 +55,11 @@ _VEHICLE, _SCENE = -1, -2
 _MATERIALS: tuple[tuple[str, tuple[float, float, float], int], ...] = (
     ("asphalt", (0.42, 0.42, 0.44), ROAD),
     ("water", (0.12, 0.32, 0.62), WATER),
+    ("shadow", (0.24, 0.24, 0.26), _SCENE),  # the same on a road and on water
+    # Objects: every material after the shadow (see render_scene).
     ("hull", (0.72, 0.16, 0.12), _VEHICLE),  # the same for cars and boats
     ("window", (0.78, 0.88, 0.93), _VEHICLE),
     ("trim", (0.10, 0.10, 0.10), _VEHICLE),  # wheels / waterline
-    ("shadow", (0.24, 0.24, 0.26), _SCENE),  # the same on a road and on water
     ("foliage", (0.16, 0.52, 0.18), TREE),
     ("foliage shade", (0.08, 0.32, 0.10), TREE),
     ("pole", (0.95, 0.55, 0.10), POLE),
@@ -67,10 +68,10 @@ _MATERIALS: tuple[tuple[str, tuple[float, float, float], int], ...] = (
 (
     M_ASPHALT,
     M_WATER,
+    M_SHADOW,
     M_HULL,
     M_WINDOW,
     M_TRIM,
-    M_SHADOW,
     M_FOLIAGE,
     M_FOLIAGE_DARK,
     M_POLE,
@@ -172,24 +173,26 @@ def render_scene(
     geo = scene_geometry(size)
     draw = _Draws(rng)
     material = _ground(geo, draw)
-    things = np.zeros((size, size), dtype=bool)
     vehicles = [_place_vehicle(size, draw) for _ in range(draw.integer(1, 3))]
     for vehicle in vehicles:  # every shadow first: one must never cover another vehicle
         _paint_shadow(material, vehicle)
     for vehicle in vehicles:
-        _paint_vehicle(material, things, vehicle)
+        _paint_vehicle(material, vehicle)
     for _ in range(draw.integer(1, 3)):
-        _paint_tree(material, things, geo, draw)
+        _paint_tree(material, geo, draw)
     for _ in range(draw.integer(2, 4)):
-        _paint_pole(material, things, geo, draw)
+        _paint_pole(material, geo, draw)
     for _ in range(draw.integer(3, 7)):
-        _paint_lamp(material, things, size, draw)
+        _paint_lamp(material, size, draw)
 
     # The scene is what covers more of the *visible* ground, so occluders never flip it silently.
     water = material == M_WATER
     on_water = int(np.count_nonzero(water) > np.count_nonzero(material == M_ASPHALT))
     labels = np.take(geo.label_tables[on_water], material)
-    labels[_outer_rim(things, geo.band)] = IGNORE_INDEX
+    # Nothing paints ground or shadow over an object (every shadow goes down before the first
+    # vehicle), so the objects are exactly the materials after the shadow: one comparison
+    # instead of a mask kept up to date by every painter.
+    labels[_outer_rim(material > M_SHADOW, geo.band)] = IGNORE_INDEX
 
     # A per-image colour cast, applied to the (tiny) colour table rather than to the pixels.
     tint = np.array([[1.0 + draw.uniform(-0.12, 0.12)] for _ in range(3)], dtype=np.float32)
@@ -245,7 +248,7 @@ def _paint_shadow(material: np.ndarray, vehicle: tuple[int, int, int, int, int])
     )
 
 
-def _paint_vehicle(material: np.ndarray, things: np.ndarray, vehicle: tuple[int, int, int, int, int]) -> None:
+def _paint_vehicle(material: np.ndarray, vehicle: tuple[int, int, int, int, int]) -> None:
     """The identical car/boat patch: hull, a row of windows, a dark trim along the bottom."""
     top, left, height, width, _ = vehicle
     patch = material[top : top + height, left : left + width]
@@ -258,7 +261,6 @@ def _paint_vehicle(material: np.ndarray, things: np.ndarray, vehicle: tuple[int,
         x0 = gap + i * (win_width + gap)
         patch[win_top:win_bottom, x0 : x0 + win_width] = M_WINDOW
     patch[height - max(1, height // 6) :, :] = M_TRIM
-    things[top : top + height, left : left + width] = True
 
 
 def _tree_reach(radius: float) -> int:
@@ -266,7 +268,7 @@ def _tree_reach(radius: float) -> int:
     return math.ceil(radius * 1.45)
 
 
-def _paint_tree(material: np.ndarray, things: np.ndarray, geo: SceneGeometry, draw: _Draws) -> None:
+def _paint_tree(material: np.ndarray, geo: SceneGeometry, draw: _Draws) -> None:
     """A blob whose radius wobbles with angle: an irregular, jagged outline.
 
     ``edge = radius * (1 + 0.25 sin(k1 a + p1) + 0.15 sin(k2 a + p2))``, evaluated
@@ -304,10 +306,9 @@ def _paint_tree(material: np.ndarray, things: np.ndarray, geo: SceneGeometry, dr
     region = material[y0:y1, x0:x1]
     np.putmask(region, inside, M_FOLIAGE)  # putmask: a third faster than a boolean index here
     np.putmask(region, shade, M_FOLIAGE_DARK)
-    things[y0:y1, x0:x1] |= inside
 
 
-def _paint_pole(material: np.ndarray, things: np.ndarray, geo: SceneGeometry, draw: _Draws) -> None:
+def _paint_pole(material: np.ndarray, geo: SceneGeometry, draw: _Draws) -> None:
     """A thin straight segment, 1/32 to 1/12 of the image wide (3-8 px at 96 px), at any angle."""
     size = geo.size
     half_width = size * draw.uniform(1 / 64, 1 / 24)
@@ -324,15 +325,13 @@ def _paint_pole(material: np.ndarray, things: np.ndarray, geo: SceneGeometry, dr
     along = dx * ux + dy * uy
     on = (np.abs(across) <= half_width) & (np.abs(along) <= length / 2)
     np.putmask(material[y0:y1, x0:x1], on, M_POLE)
-    things[y0:y1, x0:x1] |= on
 
 
-def _paint_lamp(material: np.ndarray, things: np.ndarray, size: int, draw: _Draws) -> None:
+def _paint_lamp(material: np.ndarray, size: int, draw: _Draws) -> None:
     """A bright square 1/24 to 1/6 of the image wide (4-16 px at 96 px): a few pixels to one stride-16 cell."""
     side = max(3, round(size * draw.uniform(1 / 24, 1 / 6)))
     top, left = draw.integer(0, size - side + 1), draw.integer(0, size - side + 1)
     material[top : top + side, left : left + side] = M_LAMP
-    things[top : top + side, left : left + side] = True
 
 
 def _outer_rim(things: np.ndarray, band: int) -> np.ndarray:
