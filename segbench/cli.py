@@ -190,7 +190,7 @@ def _run_at(
 
 
 def _more_rounds(url: str, run_id: int, rounds: int | None) -> None:
-    """A plain run's timing rounds 1 … N-1, each in a fresh process here (``run --at`` interleaves its own)."""
+    """A plain run's timing rounds 1 … N-1, each a sweep of one fresh worker (``run --at`` sweeps all revisions)."""
     import os
 
     from segbench.regress.at import absolute_db_url
@@ -207,7 +207,7 @@ def _more_rounds(url: str, run_id: int, rounds: int | None) -> None:
         with hold_cpu():
             problems = lockstep_sweep(url, [member], rounds or 1, console().print)
         if problems:
-            raise _user_error("; ".join(problems))
+            raise _user_error("; ".join(problem for _, problem in problems))
 
 
 @app.command()

@@ -118,10 +118,10 @@ def _interleaved_rounds(
         sys.stderr.write(f"timing round {number + 1}/{total}: {len(members)} revisions in lockstep\n")
         with hold_cpu():
             problems = lockstep_sweep(url, members, default, lambda line: sys.stderr.write(line + "\n"))
-        for problem in problems:
-            sys.stderr.write(f"warning: --at {problem}; its timings keep fewer rounds\n")
-        failed = {p.split(":", 1)[0] for p in problems}
-        members = [m for m in members if m.name not in failed]
+        for member, problem in problems:
+            sys.stderr.write(f"warning: --at {member.name}: {problem}; its timings keep fewer rounds\n")
+        failed = {member.run_id for member, _ in problems}
+        members = [m for m in members if m.run_id not in failed]
 
 
 def _resolve(repo: Path, revision: str) -> str:

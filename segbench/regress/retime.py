@@ -158,12 +158,7 @@ def lockstep_sweep(
         db = open_db(url)
         stack.callback(db.close)
         for key in keys:
-            taking_part, sources = [], set()
-            for w in workers:  # a cached job shares its source with another revision: time it once
-                if w.gone is None and key in w.jobs and w.jobs[key][0] not in sources:
-                    taking_part.append(w)
-                    sources.add(w.jobs[key][0])
-            timed = _take_turns(key, taking_part)
+            timed = _take_turns(key, [w for w in workers if w.gone is None and key in w.jobs])
             words = []
             for w, (samples, burst) in timed.items():
                 source, label = w.jobs[key]
@@ -177,18 +172,26 @@ def lockstep_sweep(
         for w in workers:
             if w.gone is None:
                 w.conn.send(("done",))
-    return [f"{w.member.name}: {w.gone}" for w in workers if w.gone is not None]
+    return [(w.member, w.gone) for w in workers if w.gone is not None]
 
 
 def _take_turns(key: str, workers: list[_Worker]) -> dict[_Worker, tuple[list[float], int]]:
-    """Prepare ``key`` in each worker, then time bursts in turn; each worker's samples and burst size."""
+    """Prepare ``key`` in each worker, then time bursts in turn; each worker's samples and burst size.
+
+    A cached job shares its source with another revision's: it is timed once,
+    by the first worker that gets it ready.
+    """
     ready: list[tuple[_Worker, float, int]] = []
+    sources: set[int] = set()
     for w in workers:  # one at a time: a warm-up is not timed against another's
+        if w.jobs[key][0] in sources:
+            continue
         try:
             warm_ms, iters = w.ask(("prepare", key))
-            ready.append((w, warm_ms, iters))
         except _Gone:
-            pass
+            continue
+        ready.append((w, warm_ms, iters))
+        sources.add(w.jobs[key][0])
     if not ready:
         return {}
     slowest = max(ms for _, ms, _ in ready)

@@ -158,7 +158,7 @@ class TimingRound(Base):
     """One more round of a job's timing, measured in a fresh process after the job was recorded.
 
     Round 0 is the job's own measurement (``Metric.samples``); rounds 1, 2, …
-    re-time the same recorded job in new worker processes, interleaved with the
+    re-time the same recorded job in new worker processes, taking turns with the
     other revisions of a ``run --at`` (:mod:`segbench.regress.retime`), so the
     decisions can see how much a timing moves *between* processes, not only
     within one (:mod:`segbench.regress.rounds`). A (job, metric, round) is
