@@ -227,7 +227,7 @@ def test_deeplab_ablation_end_to_end_reuses_checkpoints(tmp_path: Path) -> None:
     report = segbench("report", "--format", "markdown", cwd=tmp_path, check=True).stdout
     assert (
         "| train OS | eval OS | Decoder | MS | Flip | mIoU (%) | trimap mIoU 3px (%) | GFLOPs "
-        "| GFLOPs (MS+flip) | Δ mIoU (%) |"
+        "| GFLOPs (MS+flip) | Δ trimap mIoU 3px (%) | Δ mIoU (%) |"
     ) in report
     blocks = markdown_blocks(report)
     assert list(blocks) == list(TABLE_3)
