@@ -134,8 +134,8 @@ class _Gone(Exception):
 
 def lockstep_sweep(
     url: str, members: Sequence[Member], default: int, say: Callable[[str], None]
-) -> list[str]:
-    """One round for every job of ``members`` that wants one, their workers taking turns; the problems.
+) -> list[tuple[Member, str]]:
+    """One round for every job of ``members`` that wants one, their workers taking turns; who failed, why.
 
     The caller holds the device (:func:`hold_cpu`). A worker that fails costs
     its own round only; the others' are recorded.
@@ -172,7 +172,7 @@ def lockstep_sweep(
         for w in workers:
             if w.gone is None:
                 w.conn.send(("done",))
-    return [(w.member, w.gone) for w in workers if w.gone is not None]
+    return [(w.member, gone) for w in workers if (gone := w.gone) is not None]
 
 
 def _take_turns(key: str, workers: list[_Worker]) -> dict[_Worker, tuple[list[float], int]]:
