@@ -50,9 +50,12 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from segbench.errors import UserError
+
+if TYPE_CHECKING:
+    from segbench.store.reads import JobRecord
 
 #: ``run --at`` times this many rounds per job unless the suite says otherwise (``measure.rounds``)
 AT_ROUNDS = 8
@@ -259,8 +262,6 @@ def hold_cpu() -> Iterator[None]:
 
 def serve(conn: Connection, url: str, run_id: int, default: int) -> None:
     """Answer the driver: which jobs of ``run_id`` want a round, then prepare and time them on request."""
-    import torch
-
     from segbench.jobs import JobSpec
     from segbench.measure.hardware import hardware_identity, hardware_key
     from segbench.measure.timing import warm_up
@@ -283,7 +284,7 @@ def serve(conn: Connection, url: str, run_id: int, default: int) -> None:
                 if 1 + have >= wanted_rounds(config, default) or source.hardware is None:
                     continue
                 spec = JobSpec(**{**config, "stages": tuple(config["stages"])})
-                torch.set_num_threads(int(source.hardware.identity.get("torch_threads") or 1))
+                _threads_as_measured(source)
                 identity = hardware_identity(source.device or "cpu", threads=spec.measure.get("threads"))
                 if hardware_key(identity) != source.hardware.key:
                     notes.append(f"{job.label}: not re-timed, this machine is not the one it was measured on")
@@ -303,7 +304,7 @@ def serve(conn: Connection, url: str, run_id: int, default: int) -> None:
             elif message[0] == "prepare":
                 current.close()  # the previous job's model goes before the next is built
                 source, spec = chosen[message[1]]
-                torch.set_num_threads(int(source.hardware.identity.get("torch_threads") or 1))
+                _threads_as_measured(source)
                 timed = current.enter_context(ready_to_time(spec, source.device or "cpu"))
                 warm = warm_up(timed.call, int(spec.measure.get("warmup") or 0))
                 tail = warm.samples_ms[-max(1, len(warm.samples_ms) // 2) :] or [timed.call()]
@@ -312,6 +313,14 @@ def serve(conn: Connection, url: str, run_id: int, default: int) -> None:
                 conn.send([timed.call() for _ in range(message[1])])
             elif message[0] == "done":
                 return
+
+
+def _threads_as_measured(source: JobRecord) -> None:
+    """The torch thread count the job was measured with (its hardware key includes it)."""
+    import torch
+
+    assert source.hardware is not None  # jobs without a hardware record are never chosen
+    torch.set_num_threads(int(source.hardware.identity.get("torch_threads") or 1))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -103,8 +103,12 @@ def _u_counts(n: int, m: int) -> tuple[int, ...]:
 
 def critical_rank(n: int, m: int, alpha: float) -> int:
     """The largest k with P(U < k) ≤ alpha/2 under no difference; 0 when no interval exists."""
-    counts = _u_counts(n, m)
-    total = math.comb(n + m, n)
+    return _lower_critical(_u_counts(n, m), alpha)
+
+
+def _lower_critical(counts: Sequence[int], alpha: float) -> int:
+    """The largest k with P(statistic < k) ≤ alpha/2, from the exact null counts of each value 0, 1, …."""
+    total = sum(counts)
     k, below = 0, 0
     while k < len(counts) and below + counts[k] <= alpha / 2 * total:
         below += counts[k]
@@ -154,13 +158,7 @@ def _signed_rank_counts(n: int) -> tuple[int, ...]:
 
 def critical_signed_rank(n: int, alpha: float) -> int:
     """The largest k with P(W+ < k) ≤ alpha/2 under a median of zero; 0 when no interval exists."""
-    counts = _signed_rank_counts(n)
-    total = 2**n
-    k, below = 0, 0
-    while k < len(counts) and below + counts[k] <= alpha / 2 * total:
-        below += counts[k]
-        k += 1
-    return k
+    return _lower_critical(_signed_rank_counts(n), alpha)
 
 
 def min_sweeps(alpha: float) -> int:

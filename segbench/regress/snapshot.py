@@ -264,7 +264,7 @@ def _measurement(m: MetricRecord, later: Sequence[RoundRecord]) -> Measurement:
     """A metric with its samples and, for a timing, every round's samples (round 0 first) and bursts."""
     samples = _numeric(m.samples)
     rounds = (samples or (), *(_numeric(r.samples) or () for r in later)) if samples is not None else None
-    sweeps = {}
+    sweeps: dict[str, tuple[float, ...]] = {}
     for r in later:
         values = _numeric(r.samples)
         if r.sweep is not None and r.burst and values:

@@ -132,7 +132,9 @@ def _complexity(
 
 
 #: the suite's ``measure`` settings that go to ``measure_latency`` as they are
-_TIMING_SETTINGS = ("warmup", "iters", "min_iters", "precision", "channels_last", "compile", "threads")
+#: how a model is prepared for timing; with the counts, how a latency is measured
+_PREPARE_SETTINGS = ("precision", "channels_last", "compile", "threads")
+_TIMING_SETTINGS = ("warmup", "iters", "min_iters", *_PREPARE_SETTINGS)
 
 
 def _latency(
@@ -202,7 +204,7 @@ def ready_to_time(spec: JobSpec, device: str) -> Iterator[Any]:
 
     seed_everything(spec.seed)
     model, num_classes = _build(spec)
-    settings = {key: spec.measure[key] for key in ("precision", "channels_last", "compile", "threads")}
+    settings = {key: spec.measure[key] for key in _PREPARE_SETTINGS}
     with (
         at_output_stride(model, spec.eval.get("output_stride")),
         timed_forward(model, _input_shape(spec), device=device, num_classes=num_classes, **settings) as timed,
