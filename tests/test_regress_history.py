@@ -170,3 +170,32 @@ def test_history_command(history_repo: tuple[Path, list[str], str], db: Database
         app, ["history", "--metric", "mIoU", "--db", db.url, "--repo", str(repo), "--suite", "x"]
     )
     assert isinstance(result.exception, UserError) and "no results of suite 'x'" in str(result.exception)
+
+
+def test_history_pairs_lockstep_sweeps_as_check_does(
+    history_repo: tuple[Path, list[str], str], tmp_path: Path
+) -> None:
+    """Two commits measured by one ``run --at``: the step is decided on the paired sweeps, as ``check`` decides."""
+    from segbench.store.recorder import add_timing_round
+
+    repo, (c1, c2, _, _), _ = history_repo
+    database = open_db(f"sqlite:///{tmp_path / 'lockstep.db'}")
+    spells = [1.9, 1.9, 1.0, 1.9, 1.9, 1.9, 1.0]  # the machine's speed in each sweep (as CI saw it)
+    try:
+        ids = {}
+        for commit, level in ((c1, 1.0), (c2, 1.8)):
+            (ids[commit],) = record_run(
+                database, commit, [FakeJob(KEY, {"latency_ms": samples(1.9 * level)}, hardware="hw-a")]
+            )
+        for i, spell in enumerate(spells):
+            for commit, level in ((c1, 1.0), (c2, 1.8)):
+                bursts = [level * spell * (1 + 0.02 * (b % 3)) for b in range(10)]
+                add_timing_round(
+                    database, ids[commit], "latency_ms", bursts[5], bursts, 1, sweep=f"s{i}", burst=1
+                )
+        (line,) = load(database, repo, "latency").lines
+        _, second = line.points
+        assert second.step is not None and second.step.verdict is Verdict.regressed, second.step
+        assert "lockstep 7 sweeps" in second.step.note
+    finally:
+        database.close()

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy.orm import Session
@@ -59,6 +59,8 @@ class Point:
     step: Decision | None
     #: every run recorded at the commit, latest first
     runs: tuple[RunSpread, ...] = ()
+    #: a timing's lockstep sweeps (id → burst medians), every run at the commit pooled
+    sweeps: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
 
     @property
     def is_step(self) -> bool:
@@ -214,15 +216,22 @@ def _points(rule: Rule, points: list[tuple[CommitInfo, list[RecordedJob]]], alph
         assert value is not None
         runs = tuple(_spread(rule, j, samples_of) for j in jobs)
         rounds = None
+        sweeps: dict[str, tuple[float, ...]] = {}
         if rule.kind is Kind.timing:
             pooled = [r for j in jobs for r in (_rounds(j, samples_of) or ())]
             rounds = tuple(pooled) or None
+            for j in jobs:  # a commit's runs from several `run --at` calls: each kept its sweeps
+                measured = j.metrics.get(samples_of)
+                sweeps.update(measured.sweeps if measured is not None else {})
         step = None
         if previous is not None:
             prev = out[-1]
             if rule.kind is Kind.timing:
-                # the recorded values, not the levels: throughput's constant is read from them
-                step = rule.decide_timing(raw, value, prev.rounds, rounds, alpha=alpha).decision
+                # the recorded values, not the levels: throughput's constant is read from them;
+                # consecutive commits measured by one `run --at` are paired as `check` pairs them
+                step = rule.decide_timing(
+                    raw, value, prev.rounds, rounds, alpha=alpha, base_sweeps=prev.sweeps, head_sweeps=sweeps
+                ).decision
             else:
                 paired = (
                     paired_test(previous, job, rule)
@@ -233,7 +242,7 @@ def _points(rule: Rule, points: list[tuple[CommitInfo, list[RecordedJob]]], alph
         raw = value
         if rule.kind is Kind.timing and rounds is not None:
             value = rule.decide_timing(value, value, rounds, rounds, alpha=alpha).base
-        out.append(Point(commit, value, rounds, job.run_id, any(j.dirty for j in jobs), step, runs))
+        out.append(Point(commit, value, rounds, job.run_id, any(j.dirty for j in jobs), step, runs, sweeps))
         previous = job
     return out
 
