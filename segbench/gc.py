@@ -25,11 +25,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select
-
 from segbench.errors import UserError
+from segbench.store import reads
 from segbench.store.db import Database
-from segbench.store.schema import Job, Run
 
 #: job states whose next run resumes from the checkpoint
 UNFINISHED = frozenset({"pending", "running", "interrupted", "failed"})
@@ -80,12 +78,8 @@ def plan_gc(db: Database, workdir: Path, keep: int = 1) -> GcPlan:
     """Sort the checkpoints under ``workdir`` into those to remove and those to keep (see the module)."""
     if keep < 0:
         raise UserError(f"--keep {keep}: must be 0 or more")
-    statuses: dict[tuple[str, str], set[str]] = defaultdict(set)
     with db.sessions() as s:
-        for code_id, train_key, status in s.execute(
-            select(Run.code_id, Job.train_key, Job.status).join(Job, Job.run_id == Run.id)
-        ):
-            statuses[(code_id, train_key)].add(status)
+        statuses = reads.training_states(s)
     files = []
     for path, code_id, train_key in scan(workdir / "checkpoints"):
         seen = statuses.get((code_id, train_key))

@@ -176,7 +176,7 @@ def test_history_pairs_lockstep_sweeps_as_check_does(
     history_repo: tuple[Path, list[str], str], tmp_path: Path
 ) -> None:
     """Two commits measured by one ``run --at``: the step is decided on the paired sweeps, as ``check`` decides."""
-    from segbench.store.recorder import add_timing_round
+    from segbench.store.rounds import add_timing_round
 
     repo, (c1, c2, _, _), _ = history_repo
     database = open_db(f"sqlite:///{tmp_path / 'lockstep.db'}")

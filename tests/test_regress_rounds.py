@@ -141,7 +141,7 @@ def test_a_round_is_added_after_the_ones_a_job_has_and_read_back_in_order(tmp_pa
     """The store's round write numbers after existing rounds, never rewrites one, and reads see them in order."""
     from segbench.store import reads
     from segbench.store.db import open_db
-    from segbench.store.recorder import add_timing_round
+    from segbench.store.rounds import add_timing_round
 
     db = open_db(f"sqlite:///{tmp_path / 'r.db'}")
     try:

@@ -24,7 +24,7 @@ machine, and the ratio of the two is what the revisions differ by
 (:func:`segbench.regress.rounds.lockstep_differences`). Every sweep is fresh
 processes again, so the rounds still sample what differs between processes.
 The driver records each worker's round with the sweep's id and burst size
-(:func:`segbench.store.recorder.add_timing_round`); workers never write.
+(:func:`segbench.store.rounds.add_timing_round`); workers never write.
 
 ``run --at A,B`` runs its rounds as sweeps of all its revisions; a plain
 ``segbench run`` with ``measure.rounds`` (or ``--rounds``) runs sweeps of its
@@ -144,7 +144,7 @@ def lockstep_sweep(
     its own round only; the others' are recorded.
     """
     from segbench.store.db import open_db
-    from segbench.store.recorder import add_timing_round
+    from segbench.store.rounds import add_timing_round
 
     sweep = uuid.uuid4().hex
     with ExitStack() as stack:

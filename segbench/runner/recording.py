@@ -23,8 +23,8 @@ from segbench.jobs import JobResult, PlannedJob
 from segbench.runner.backend import Event, group_by_training
 from segbench.store.keeping import database_reason, patiently, record_patience, transient
 from segbench.store.liveness import heartbeat, heartbeat_seconds
+from segbench.store.reads import JobRecord
 from segbench.store.recorder import Recorder
-from segbench.store.schema import Job
 
 
 @dataclass
@@ -197,7 +197,7 @@ class RecordingListener:
                 # the connection is lost for now: closing the run frees its claims (Recorder.finish)
         self.view.settled()
 
-    def _adopted(self, job: PlannedJob, source: Job) -> None:
+    def _adopted(self, job: PlannedJob, source: JobRecord) -> None:
         self.summary.cached += 1
         self.view.reused(job.spec.label, source.run_id)
         self._settled(job.job_id)

@@ -242,7 +242,8 @@ def job_counts(session: Session) -> dict[int, dict[str, int]]:
 # ---------------------------------------------------------------- jobs
 
 
-def _job(job: Job) -> JobRecord:
+def job_record(job: Job) -> JobRecord:
+    """The plain record of ``job``, read while its session is open (the writer returns these too)."""
     hw: Hardware | None = job.hardware
     return _record(
         JobRecord,
@@ -254,17 +255,26 @@ def _job(job: Job) -> JobRecord:
     )
 
 
+def training_states(session: Session) -> dict[tuple[str, str], set[str]]:
+    """Per (code version, training key), the states its jobs are recorded in: what ``segbench gc`` keeps."""
+    states: dict[tuple[str, str], set[str]] = {}
+    query = select(Run.code_id, Job.train_key, Job.status).join(Job, Job.run_id == Run.id)
+    for code_id, train_key, status in session.execute(query):
+        states.setdefault((code_id, train_key), set()).add(status)
+    return states
+
+
 def job(session: Session, job_id: int) -> JobRecord | None:
     # ids are positive 64-bit integers: anything else names no job (and would overflow SQLite)
     found = session.get(Job, job_id) if 0 < job_id < 2**63 else None
-    return _job(found) if found is not None else None
+    return job_record(found) if found is not None else None
 
 
 def jobs_of_runs(session: Session, run_ids: Iterable[int], *, latest_first: bool = False) -> list[JobRecord]:
     """The jobs of these runs, by position (``latest_first``: newest job first)."""
     order = Job.id.desc() if latest_first else Job.position
     query = select(Job).where(Job.run_id.in_(list(run_ids))).order_by(order)
-    return [_job(j) for j in session.scalars(query)]
+    return [job_record(j) for j in session.scalars(query)]
 
 
 def done_jobs_of_keys(session: Session, job_keys: Collection[str]) -> list[JobRecord]:
@@ -273,7 +283,7 @@ def done_jobs_of_keys(session: Session, job_keys: Collection[str]) -> list[JobRe
     out: list[JobRecord] = []
     for i in range(0, len(keys), _CHUNK):
         query = select(Job).where(Job.job_key.in_(keys[i : i + _CHUNK]), Job.status == "done")
-        out.extend(_job(j) for j in session.scalars(query))
+        out.extend(job_record(j) for j in session.scalars(query))
     return sorted(out, key=lambda j: j.id, reverse=True)
 
 
@@ -285,7 +295,7 @@ def source_of(session: Session, job: JobRecord) -> JobRecord:
         nxt = session.get(Job, job.source_job_id)
         if nxt is None:
             break
-        job = _job(nxt)
+        job = job_record(nxt)
     return job
 
 

@@ -3,7 +3,7 @@
 Besides recording, the writer keeps the record honest when processes die or
 the database is busy: the run carries its driver's identity and heartbeat
 (``store/liveness.py``), training groups are claimed so that two drivers never
-train one twice, and a result the database cannot take right now goes to the
+train one twice (``store/claims.py``), and a result the database cannot take right now goes to the
 journal (``store/journal.py``) and is retried, never recorded as a failure.
 """
 
@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
 import segbench
@@ -29,11 +29,12 @@ from segbench.jobs import (
     PlannedJob,
     SeriesValue,
 )
-from segbench.store import liveness, provenance
+from segbench.store import claims, liveness, provenance, reads
 from segbench.store.db import Database
 from segbench.store.journal import Journal
 from segbench.store.keeping import Keeper, Kept, Replayed, patiently, record_patience
 from segbench.store.liveness import now
+from segbench.store.reads import JobRecord
 from segbench.store.schema import (
     Artifact,
     Claim,
@@ -43,7 +44,6 @@ from segbench.store.schema import (
     Metric,
     Run,
     Series,
-    TimingRound,
 )
 
 Rerun = Literal["none", "failed", "all"]
@@ -318,52 +318,18 @@ class Recorder:
             )
 
     def claim(self, train_key: str) -> bool:
-        """Take the claim on training group ``train_key`` (at this code_id), or say another driver holds it.
-
-        An ordinary INSERT under a unique constraint: of two drivers, the
-        second fails. A claim whose lease ran out, or whose driver is known to
-        be gone, is deleted (only if it is still that same claim) and taken.
-        """
+        """Take the claim on training group ``train_key`` (at this code_id), or say another driver holds it."""
         assert self.run_id is not None and self.code_id is not None
-        for _ in range(2):
-            try:
-                with self.db.session() as s:
-                    s.add(
-                        Claim(
-                            code_id=self.code_id,
-                            train_key=train_key,
-                            run_id=self.run_id,
-                            lease_until=now() + timedelta(seconds=liveness.lease_seconds()),
-                        )
-                    )
-                return True
-            except IntegrityError:
-                pass
-            with self.db.session() as s:
-                held = s.scalar(
-                    select(Claim).where(Claim.code_id == self.code_id, Claim.train_key == train_key)
-                )
-                if held is None:
-                    continue  # released meanwhile: try again
-                if held.run_id == self.run_id:
-                    return True
-                owner = s.get(Run, held.run_id)
-                stale = held.lease_until < now() or owner is None or owner.status != "running"
-                if not stale and liveness.gone_reason(owner) is None:  # type: ignore[arg-type]
-                    return False
-                s.execute(delete(Claim).where(Claim.id == held.id, Claim.run_id == held.run_id))
-        return False
+        return claims.take(self.db, self.code_id, train_key, self.run_id)
 
     def release(self, train_key: str) -> None:
-        with self.db.session() as s:
-            s.execute(
-                delete(Claim).where(
-                    Claim.code_id == self.code_id, Claim.train_key == train_key, Claim.run_id == self.run_id
-                )
-            )
+        assert self.run_id is not None and self.code_id is not None
+        claims.release(self.db, self.code_id, train_key, self.run_id)
 
-    def adopt_results(self, planned: list[PlannedJob]) -> dict[int, Job]:
+    def adopt_results(self, planned: list[PlannedJob]) -> dict[int, JobRecord]:
         """Jobs of ``planned`` another run has meanwhile finished: recorded cached, pointing at that result.
+
+        Returns, per adopted job id, the job whose result it now points at.
 
         Called once this driver holds the group's claim, so the other driver
         finished (and recorded) before giving the claim up. Only results
@@ -372,7 +338,7 @@ class Recorder:
         """
         if not planned:
             return {}
-        adopted: dict[int, Job] = {}
+        adopted: dict[int, JobRecord] = {}
         with self.db.session() as s:
             run = s.get(Run, self.run_id)
             assert run is not None
@@ -386,7 +352,7 @@ class Recorder:
                 assert job is not None
                 job.status = "cached"
                 job.source_job_id = source.id
-                adopted[p.job_id] = source
+                adopted[p.job_id] = reads.job_record(source)
         return adopted
 
     def cached_failures(self) -> list[tuple[str, str | None]]:
@@ -400,48 +366,6 @@ class Recorder:
                 .order_by(Job.position)
             ).all()
         return [(label, error) for label, error in rows]
-
-
-def add_timing_round(
-    db: Database,
-    job_id: int,
-    metric: str,
-    median: float,
-    samples: list[float],
-    pid: int,
-    *,
-    sweep: str | None = None,
-    burst: int | None = None,
-) -> int:
-    """Record one more timing round of a job (in one transaction); its number, after the ones it has.
-
-    ``sweep`` and ``burst`` say which lockstep sweep measured it, in bursts of how many calls.
-
-    A (job, metric, round) is unique (the table's constraint): rounds are
-    added, never rewritten, so two processes re-timing one job at once cannot
-    overwrite each other — the second gets an IntegrityError, not a lost round.
-    """
-    with db.session() as s:
-        have = s.scalar(
-            select(func.max(TimingRound.round)).where(
-                TimingRound.job_id == job_id, TimingRound.metric == metric
-            )
-        )
-        number = 1 + int(have or 0)
-        s.add(
-            TimingRound(
-                job_id=job_id,
-                metric=metric,
-                round=number,
-                value=median,
-                samples=list(samples),
-                pid=pid,
-                measured_at=now(),
-                sweep=sweep,
-                burst=burst,
-            )
-        )
-    return number
 
 
 def repair(db: Database) -> list[str]:
