@@ -62,8 +62,9 @@ def test_absolute_db_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert absolute_db_url("postgresql://u:secret@host/db") == "postgresql://u:secret@host/db"
     with pytest.raises(UserError, match="in-memory"):
         absolute_db_url("sqlite://")
+    assert absolute_db_url("results.db") == f"sqlite:///{tmp_path}/results.db"
     with pytest.raises(UserError, match="not a database URL"):
-        absolute_db_url("results.db")
+        absolute_db_url("sqlite:results.db")
 
 
 def test_bad_revisions_fail_before_anything_runs(project: tuple[Path, str, str], tmp_path: Path) -> None:

@@ -234,6 +234,10 @@ def test_resolve_url_prefers_flag_then_environment_then_default(
     assert resolve_url(None) == env
     monkeypatch.setenv("SEGBENCH_DB", "")  # set but empty counts as unset
     assert resolve_url(None) == DEFAULT_URL
+    # a plain path names a SQLite file; what starts like a URL stays one, to be reported if it is wrong
+    assert resolve_url("results/mine.db") == "sqlite:///results/mine.db"
+    assert resolve_url(str(tmp_path / "team.db")) == sqlite_url(tmp_path / "team.db")
+    assert resolve_url("postgresql:/host/db") == "postgresql:/host/db"
 
     # and open_db follows it: the default is relative to the working directory
     monkeypatch.chdir(tmp_path)
@@ -245,6 +249,9 @@ def test_resolve_url_prefers_flag_then_environment_then_default(
     assert opened.url == env
     opened.close()
     assert (tmp_path / "env.db").is_file() and not (tmp_path / "flag.db").exists()
+    opened = open_db("plain/path.db")
+    opened.close()
+    assert (tmp_path / "plain" / "path.db").is_file()
 
 
 def _closed_port() -> int:
@@ -256,7 +263,7 @@ def _closed_port() -> int:
 @pytest.mark.parametrize("case", ["malformed", "unknown-dialect", "unreachable-server", "not-a-database"])
 def test_bad_or_unreachable_database_is_a_user_error_naming_the_url(tmp_path: Path, case: str) -> None:
     if case == "malformed":
-        url, shown, why = "not a url", "not a url", "not a database URL"
+        url, shown, why = "postgresql:/host/db", "postgresql:/host/db", "not a database URL"
     elif case == "unknown-dialect":
         url, shown, why = "nosuchdb://host/x", "nosuchdb://host/x", "nosuchdb"
     elif case == "unreachable-server":

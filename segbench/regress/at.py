@@ -57,7 +57,9 @@ def absolute_db_url(url: str) -> str:
     try:
         parsed = make_url(resolve_url(url))
     except ArgumentError:
-        raise UserError(f"--db: '{url}' is not a database URL (e.g. sqlite:///results/segbench.db)") from None
+        raise UserError(
+            f"--db: '{url}' is not a database URL (e.g. sqlite:///results/segbench.db, or a file path)"
+        ) from None
     if parsed.get_backend_name() != "sqlite":
         return parsed.render_as_string(hide_password=False)
     if not parsed.database or parsed.database == ":memory:":

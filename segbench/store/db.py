@@ -20,6 +20,7 @@ statement hits them; the transaction they interrupt is rolled back whole.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,9 +39,20 @@ HEAD_REVISION = "0005"
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
+#: what starts a URL rather than a file path: a scheme and its colon (``sqlite:``, ``postgresql+psycopg:``)
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+
+
 def resolve_url(url: str | None) -> str:
-    """``--db`` if given, else ``$SEGBENCH_DB``, else SQLite under ``results/``."""
-    return url or os.environ.get("SEGBENCH_DB") or DEFAULT_URL
+    """``--db`` if given, else ``$SEGBENCH_DB``, else SQLite under ``results/``.
+
+    A plain file path (``results/mine.db``, ``/data/team.db``) names a SQLite
+    file, as ``sqlite:///PATH`` would: users type paths, and the URL form is
+    SQLAlchemy's business. Anything that starts like a URL stays one, so a
+    mistyped URL (``postgresql:/host/db``) is reported, not turned into a file.
+    """
+    chosen = url or os.environ.get("SEGBENCH_DB") or DEFAULT_URL
+    return chosen if _SCHEME.match(chosen) else f"sqlite:///{chosen}"
 
 
 def display_url(url: str | None) -> str:
@@ -63,7 +75,7 @@ class Database:
             parsed = make_url(self.url)
         except ArgumentError:
             raise UserError(
-                f"--db: '{self.url}' is not a database URL (e.g. sqlite:///results/segbench.db)"
+                f"--db: '{self.url}' is not a database URL (e.g. sqlite:///results/segbench.db, or a file path)"
             ) from None
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         #: the SQLite file (None for a server or an in-memory database)
