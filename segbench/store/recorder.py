@@ -34,7 +34,6 @@ from segbench.store.db import Database
 from segbench.store.journal import Journal
 from segbench.store.keeping import Keeper, Kept, Replayed, patiently, record_patience
 from segbench.store.liveness import now
-from segbench.store.reads import JobRecord
 from segbench.store.schema import (
     Artifact,
     Claim,
@@ -326,7 +325,7 @@ class Recorder:
         assert self.run_id is not None and self.code_id is not None
         claims.release(self.db, self.code_id, train_key, self.run_id)
 
-    def adopt_results(self, planned: list[PlannedJob]) -> dict[int, JobRecord]:
+    def adopt_results(self, planned: list[PlannedJob]) -> dict[int, reads.JobRecord]:
         """Jobs of ``planned`` another run has meanwhile finished: recorded cached, pointing at that result.
 
         Returns, per adopted job id, the job whose result it now points at.
@@ -338,7 +337,7 @@ class Recorder:
         """
         if not planned:
             return {}
-        adopted: dict[int, JobRecord] = {}
+        adopted: dict[int, reads.JobRecord] = {}
         with self.db.session() as s:
             run = s.get(Run, self.run_id)
             assert run is not None
